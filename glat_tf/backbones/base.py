@@ -95,6 +95,12 @@ class Backbone(keras.Model):
                                fmin=fmin, fmax=fmax, spec_augment=spec_augment,
                                dtype="float32", name="frontend")
 
+    def build(self, input_shape):
+        # A concrete forward pass creates every variable (needed before loading weights).
+        samples = input_shape[1] if input_shape[1] is not None else self.sample_rate
+        self.call(tf.zeros([1, samples]), training=False)
+        self.built = True
+
     def extract(self, log_mel, training=None):
         raise NotImplementedError
 

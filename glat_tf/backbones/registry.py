@@ -35,7 +35,7 @@ def get(name: str) -> tuple[type, dict]:
     return cls, dict(kwargs)
 
 
-def build(name: str, num_classes: int = 527, **overrides):
+def build(name: str, /, num_classes: int = 527, **overrides):
     """A fresh backbone instance of preset `name`; `overrides` replace preset arguments."""
     cls, kwargs = get(name)
     kwargs.update(overrides)

@@ -1,0 +1,117 @@
+"""GL-AT's class-wise clip selection: top-N classes -> their most active tau-second windows."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+SELECTIONS = ("attention", "random")
+
+
+@keras.saving.register_keras_serializable(package="glat_tf")
+class SelectClips(keras.layers.Layer):
+    """Picks, for the N classes with the highest clip score, the window where each is most active.
+
+    Inputs: waveform (batch, samples), clip scores (batch, classes), frame
+    activations (batch, frames, classes). For class i, m = argmax_t act[t, i];
+    the window of `window` samples is centred on frame m's centre,
+    (m + 0.5) * samples / frames, and clamped into [0, samples]. With
+    `suppress_overlap`, after each pick the activations of every class in frames
+    [m - o, m + o), o = window frames // 4, are zeroed so later classes look
+    elsewhere (the reference code's behaviour). `selection="random"` ignores the
+    activations and draws uniformly random valid starts (the control experiment).
+    Nothing here passes a gradient.
+
+    Outputs: crops (batch, N, window) float32, starts (batch, N) int32 samples,
+    classes (batch, N) int32.
+
+    Example:
+        select = SelectClips(n_clips=5, tau=3.0, sample_rate=32000)
+        crops, starts, classes = select(waveform, scores, frame_acts)
+        crops.shape  # (batch, 5, 96000)
+    """
+
+    def __init__(self, n_clips=5, tau=3.0, sample_rate=32000, suppress_overlap=True,
+                 selection="attention", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(n_clips, int) or n_clips < 1:
+            raise ValueError(f"n_clips must be a positive int, got n_clips={n_clips!r}")
+        if not tau > 0:
+            raise ValueError(f"tau must be > 0 seconds, got tau={tau!r}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got selection={selection!r}")
+        self.n_clips = n_clips
+        self.tau = tau
+        self.sample_rate = sample_rate
+        self.suppress_overlap = suppress_overlap
+        self.selection = selection
+        self.seed = seed
+        self.window = int(round(tau * sample_rate))
+        self._rng = keras.random.SeedGenerator(seed) if selection == "random" else None
+
+    def check_inputs(self, waveform_shape, num_classes):
+        """Static checks; raises ValueError naming the bad argument."""
+        if len(waveform_shape) != 2:
+            raise ValueError(f"waveform must have rank 2 (batch, samples), got shape "
+                             f"waveform.shape={tuple(waveform_shape)}")
+        samples = waveform_shape[1]
+        if samples is not None and samples < self.window:
+            raise ValueError(f"waveform has {samples} samples, fewer than tau={self.tau} s "
+                             f"({self.window} samples at {self.sample_rate} Hz)")
+        if num_classes is not None and self.n_clips > num_classes:
+            raise ValueError(f"n_clips={self.n_clips} is larger than the number of classes "
+                             f"({num_classes})")
+
+    def _attention_starts(self, activations, classes, num_samples):
+        frames = tf.shape(activations)[1]
+        samples_per_frame = tf.cast(num_samples, tf.float32) / tf.cast(frames, tf.float32)
+        # o = (window frames) // 4: how far the suppression reaches either side of a pick.
+        reach = (self.window * frames // num_samples) // 4
+        frame_index = tf.range(frames)[None, :]  # (1, frames)
+        starts = []
+        for k in range(self.n_clips):
+            column = tf.gather(activations, classes[:, k], axis=2, batch_dims=1)  # (batch, frames)
+            peak = tf.argmax(column, axis=1, output_type=tf.int32)  # (batch,)
+            centre = (tf.cast(peak, tf.float32) + 0.5) * samples_per_frame
+            starts.append(tf.cast(tf.floor(centre - self.window / 2), tf.int32))
+            if self.suppress_overlap and k + 1 < self.n_clips:
+                near = ((frame_index >= peak[:, None] - reach)
+                        & (frame_index < peak[:, None] + reach))  # (batch, frames)
+                activations = activations * tf.cast(~near, activations.dtype)[:, :, None]
+        return tf.stack(starts, axis=1)  # (batch, N)
+
+    def _random_starts(self, batch, num_samples):
+        draw = keras.random.uniform((batch, self.n_clips), seed=self._rng)
+        span = tf.cast(num_samples - self.window + 1, tf.float32)
+        return tf.cast(tf.floor(draw * span), tf.int32)
+
+    def call(self, waveform, scores, activations):
+        self.check_inputs(waveform.shape, scores.shape[-1])
+        scores = tf.stop_gradient(tf.cast(scores, tf.float32))
+        activations = tf.stop_gradient(tf.cast(activations, tf.float32))
+        waveform = tf.stop_gradient(waveform)
+        num_samples = tf.shape(waveform)[1]
+        if waveform.shape[1] is None:
+            tf.debugging.assert_greater_equal(
+                num_samples, self.window,
+                message=f"waveform is shorter than tau={self.tau} s ({self.window} samples)")
+        _, classes = tf.math.top_k(scores, k=self.n_clips)  # (batch, N)
+        classes = tf.cast(classes, tf.int32)
+        if self.selection == "attention":
+            starts = self._attention_starts(activations, classes, num_samples)
+        else:
+            starts = self._random_starts(tf.shape(waveform)[0], num_samples)
+        starts = tf.clip_by_value(starts, 0, num_samples - self.window)
+        index = starts[:, :, None] + tf.range(self.window)[None, None, :]  # (batch, N, window)
+        crops = tf.gather(waveform, index, axis=1, batch_dims=1)  # (batch, N, window)
+        return crops, starts, classes
+
+    def compute_output_shape(self, waveform_shape, scores_shape, activations_shape):
+        batch = waveform_shape[0]
+        return ((batch, self.n_clips, self.window), (batch, self.n_clips),
+                (batch, self.n_clips))
+
+    def get_config(self):
+        return {**super().get_config(), "n_clips": self.n_clips, "tau": self.tau,
+                "sample_rate": self.sample_rate, "suppress_overlap": self.suppress_overlap,
+                "selection": self.selection, "seed": self.seed}

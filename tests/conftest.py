@@ -1,0 +1,25 @@
+"""Shared test set-up: quiet TensorFlow, fixed seeds, paths to the shipped test data."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pathlib  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def clip_path():
+    return DATA / "R9_ZSCveAHg_7s.wav"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import keras
+    keras.utils.set_random_seed(1234)
+    np.random.seed(1234)

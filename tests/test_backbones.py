@@ -1,0 +1,67 @@
+"""Registry behaviour, PANNs parameter counts, the output contract, save/load, LiteRT."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export.litert_convert import convert, op_names, run
+from glat_tf import backbones
+from glat_tf.backbones.cnn import Cnn
+from harness import assert_round_trips
+
+PANNS_PARAMS = {"cnn6": 4_837_455, "cnn10": 5_219_279, "cnn14": 80_753_615,
+                "mobilenetv1": 4_796_303}
+
+
+def trainable_params(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+@pytest.mark.parametrize("name", sorted(PANNS_PARAMS))
+def test_parameter_counts_equal_panns(name):
+    net = backbones.build(name, num_classes=527)
+    net.build((None, 32000))
+    assert trainable_params(net) == PANNS_PARAMS[name]
+
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    assert {"cnn6", "cnn10", "cnn14", "mobilenetv1", "cnn10_tiny"} <= set(backbones.names())
+    with pytest.raises(ValueError, match="already registered"):
+        backbones.add_preset("cnn10", Cnn)
+    with pytest.raises(ValueError, match="backbone='nope'"):
+        backbones.build("nope")
+
+
+@pytest.mark.parametrize("name,frames", [("cnn6_tiny", 62), ("cnn10_tiny", 62),
+                                         ("cnn14_tiny", 31), ("mobilenetv1_tiny", 31)])
+def test_output_contract(name, frames, tmp_path):
+    net = backbones.build(name, num_classes=7)
+    wave = tf.random.normal([2, 320000], stddev=0.1)
+    out = assert_round_trips(net, (wave,), tmp_path, atol=1e-5)
+    assert out["clipwise_logits"].shape == (2, 7)
+    assert out["framewise_logits"].shape == (2, frames, 7)
+    channels = out["features"].shape[2]
+    assert out["features"].shape == (2, frames, channels)
+    assert out["embedding"].shape[0] == 2
+
+
+def test_training_mode_is_stochastic_and_inference_is_not():
+    net = backbones.build("cnn10_tiny", num_classes=5)
+    wave = tf.random.normal([1, 64000], stddev=0.1)
+    a, b = (net(wave, training=False)["clipwise_logits"] for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    c, d = (net(wave, training=True)["clipwise_logits"] for _ in range(2))
+    assert not np.allclose(c, d)
+
+
+def test_cnn_converts_to_litert_builtins():
+    net = backbones.build("cnn10_tiny", num_classes=5)
+    wave = np.random.default_rng(0).normal(0, 0.1, (1, 96000)).astype(np.float32)
+    net.build((None, 96000))
+    flatbuffer = convert(lambda w: net(w, training=False),
+                         [tf.TensorSpec([1, 96000], tf.float32)], track=net)
+    assert not [op for op in op_names(flatbuffer) if op.startswith("Flex")]
+    lite = run(flatbuffer, wave)
+    keras_out = net(wave, training=False)
+    for key in ("clipwise_logits", "framewise_logits"):
+        np.testing.assert_allclose(lite[key], keras_out[key], atol=1e-4)
