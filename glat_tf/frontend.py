@@ -121,8 +121,12 @@ class LogMel(keras.layers.Layer):
         self.amin = amin
         self.spec_augment = spec_augment
         self.config = FrontendConfig(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, amin)
-        # Constants, not weights: they never train and never enter a checkpoint.
-        self._mel = tf.constant(mel_matrix(self.config))
+        # A non-trainable weight, not a constant, so a mel matrix imported from a checkpoint
+        # (set_mel_matrix) is kept by a saved .keras model; the window never changes.
+        self._mel = self.add_weight(name="mel_matrix", shape=(self.config.n_bins, n_mels),
+                                    initializer=keras.initializers.Constant(
+                                        mel_matrix(self.config)),
+                                    trainable=False, dtype="float32")
         self._window = tf.constant(periodic_hann(n_fft))
         self.bn0 = keras.layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-5, name="bn0")
         self.augment = SpecAugment(name="spec_augment") if spec_augment else None
@@ -130,6 +134,14 @@ class LogMel(keras.layers.Layer):
     def build(self, input_shape):
         self.bn0.build((None, None, self.n_mels))
         super().build(input_shape)
+
+    def set_mel_matrix(self, matrix: np.ndarray) -> None:
+        """Replaces the (n_fft/2 + 1, n_mels) filterbank, e.g. with a checkpoint's `melW`."""
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if matrix.shape != tuple(self._mel.shape):
+            raise ValueError(f"mel matrix shape {matrix.shape} != the frontend's "
+                             f"{tuple(self._mel.shape)} (n_fft/2 + 1, n_mels)")
+        self._mel.assign(matrix)
 
     def log_mel(self, waveform):
         """(batch, samples) -> (batch, frames, n_mels) in dB, before bn0."""
