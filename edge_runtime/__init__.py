@@ -1,0 +1,17 @@
+"""Streaming GL-AT audio tagging on LiteRT: numpy, ai-edge-litert, soundfile and soxr only, never TensorFlow."""
+
+from edge_runtime.ring_buffer import RingBuffer
+from edge_runtime.sources import ArraySource, Conditioner, FileSource, MicSource, PcmSource
+from edge_runtime.tagger import HopResult, Tagger
+
+_FROM_STREAM = ("Event", "StreamTagger", "read_metadata")
+__all__ = ["ArraySource", "Conditioner", "FileSource", "HopResult", "MicSource", "PcmSource",
+           "RingBuffer", "Tagger", *_FROM_STREAM]
+
+
+def __getattr__(name):
+    # Imported on first use, so `python -m edge_runtime.stream` does not load its own module twice.
+    if name in _FROM_STREAM:
+        from edge_runtime import stream
+        return getattr(stream, name)
+    raise AttributeError(f"module 'edge_runtime' has no attribute {name!r}")

@@ -1,0 +1,271 @@
+"""Audio sources (file, raw PCM on stdin, microphone, any iterable) and their conversion to the model's rate."""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+import soundfile
+import soxr
+
+# Raw PCM layouts accepted on stdin: numpy dtype of one sample, and the scale to [-1, 1).
+PCM_FORMATS = {
+    "u8": ("u1", 128.0), "s8": ("i1", 128.0), "s16le": ("<i2", 32768.0),
+    "s24le": (None, 8388608.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0),
+}
+# Real audio lives in [-1, 1]; far beyond it is garbage whose power would overflow float32.
+CLIP_LIMIT = 100.0
+
+
+def _check_rate(sample_rate) -> int:
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample rate must be a positive integer in Hz, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def _frames(block) -> np.ndarray:
+    """Any block as float32 (frames, channels)."""
+    block = np.asarray(block, dtype=np.float32)
+    if block.ndim == 1:
+        return block[:, None]
+    if block.ndim != 2:
+        raise ValueError(f"audio blocks must be (frames,) or (frames, channels), got {block.shape}")
+    return block
+
+
+class _Paced:
+    """Sleeps so that blocks come out no faster than real time (as from a live device)."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.start = None
+        self.delivered = 0
+
+    def wait(self, frames: int) -> None:
+        if self.start is None:
+            self.start = time.monotonic()
+        self.delivered += frames
+        # A block exists only once its last sample has "happened".
+        delay = self.start + self.delivered / self.sample_rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class ArraySource:
+    """Any iterable of (frames,) or (frames, channels) blocks at `sample_rate` Hz.
+
+    Example:
+        src = ArraySource((np.zeros(16000, np.float32) for _ in range(3600)), 16000)
+        for block in src: ...  # float32 (16000, 1) each: one hour, never all in memory
+    """
+
+    def __init__(self, blocks: Iterable, sample_rate: int, paced: bool = False):
+        self.blocks = blocks
+        self.sample_rate = _check_rate(sample_rate)
+        self.paced = paced
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        pace = _Paced(self.sample_rate) if self.paced else None
+        for block in self.blocks:
+            block = _frames(block)
+            if pace:
+                pace.wait(len(block))
+            yield block
+
+
+class FileSource:
+    """A WAV/FLAC/OGG file (any rate, channels, 8/16/24/32-bit or float) read in blocks.
+
+    `paced=True` delivers it in real time, as a live stream; otherwise as fast as read.
+    Blocks are float32 (frames, channels) at the file's own rate.
+
+    Example:
+        src = FileSource("clip.flac", paced=False)
+        src.sample_rate, src.channels  # 44100, 2
+    """
+
+    def __init__(self, path, paced: bool = False, block_seconds: float = 0.1):
+        try:
+            info = soundfile.info(str(path))
+        except Exception as err:  # libsndfile raises several types for unreadable files
+            raise ValueError(f"cannot read audio file {path}: {err}") from err
+        self.path = str(path)
+        self.sample_rate = _check_rate(info.samplerate)
+        self.channels = info.channels
+        self.paced = paced
+        self.block = max(1, int(round(block_seconds * self.sample_rate)))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        pace = _Paced(self.sample_rate) if self.paced else None
+        with soundfile.SoundFile(self.path) as f:
+            while True:
+                block = f.read(self.block, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                if pace:
+                    pace.wait(len(block))
+                yield block
+
+
+class PcmSource:
+    """Headerless little-endian PCM from a binary stream (stdin), interleaved channels.
+
+    `fmt` is one of u8, s8, s16le, s24le, s32le, f32le. Reads whatever has arrived
+    (read1), so a live pipe is tagged as it flows; a trailing partial frame at the
+    end of the stream is dropped and counted in `dropped_bytes`.
+
+    Example:
+        src = PcmSource(sys.stdin.buffer, sample_rate=16000, fmt="s16le", channels=2)
+        for block in src: ...  # float32 (frames, 2)
+    """
+
+    def __init__(self, stream: BinaryIO, sample_rate: int, fmt: str = "s16le", channels: int = 1,
+                 block_seconds: float = 0.1):
+        if fmt not in PCM_FORMATS:
+            raise ValueError(f"unknown PCM format {fmt!r}; use one of {', '.join(PCM_FORMATS)}")
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        self.stream = stream
+        self.sample_rate = _check_rate(sample_rate)
+        self.fmt = fmt
+        self.channels = channels
+        self.width = 3 if fmt == "s24le" else np.dtype(PCM_FORMATS[fmt][0]).itemsize
+        self.frame_bytes = self.width * channels
+        self.read_bytes = max(1, int(round(block_seconds * self.sample_rate))) * self.frame_bytes
+        self.dropped_bytes = 0
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Whole frames of raw bytes -> float32 (frames, channels)."""
+        dtype, scale = PCM_FORMATS[self.fmt]
+        if self.fmt == "s24le":
+            b = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
+            # Assemble in the top 24 bits of an int32, then shift back down to sign-extend.
+            ints = ((b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)) >> 8
+        else:
+            ints = np.frombuffer(data, dtype)
+        values = ints.astype(np.float32)
+        if self.fmt == "u8":
+            values -= 128.0
+        return (values / scale).reshape(-1, self.channels)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        read = getattr(self.stream, "read1", self.stream.read)
+        pending = b""
+        while True:
+            data = read(self.read_bytes)
+            if not data:
+                break
+            pending += data
+            whole = len(pending) - len(pending) % self.frame_bytes
+            if whole:
+                yield self.decode(pending[:whole])
+                pending = pending[whole:]
+        self.dropped_bytes = len(pending)
+
+
+class MicSource:
+    """The default (or named) input device through sounddevice, if it is installed.
+
+    Blocks queue up to `max_queue_seconds`; if tagging falls behind, the oldest audio
+    is dropped (counted in `dropped_frames`) rather than growing memory. No audio for
+    `timeout` seconds raises instead of hanging.
+
+    Example:
+        src = MicSource(sample_rate=32000)
+        for block in src: ...  # float32 (frames, 1) as the device records
+    """
+
+    def __init__(self, sample_rate: int | None = None, channels: int = 1, device=None,
+                 block_seconds: float = 0.1, max_queue_seconds: float = 10.0,
+                 timeout: float = 5.0):
+        try:
+            import sounddevice
+        except ImportError as err:
+            raise RuntimeError("microphone input needs the sounddevice package: "
+                               "pip install sounddevice") from err
+        self._sd = sounddevice
+        if sample_rate is None:
+            sample_rate = int(sounddevice.query_devices(device, "input")["default_samplerate"])
+        self.sample_rate = _check_rate(sample_rate)
+        self.channels = channels
+        self.device = device
+        self.block = max(1, int(round(block_seconds * self.sample_rate)))
+        self.max_blocks = max(2, int(max_queue_seconds / block_seconds))
+        self.timeout = timeout
+        self.dropped_frames = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        blocks: queue.Queue = queue.Queue(self.max_blocks)
+
+        def callback(indata, frames, _time, _status):
+            while True:
+                try:
+                    blocks.put_nowait(indata.copy())
+                    return
+                except queue.Full:
+                    try:
+                        self.dropped_frames += len(blocks.get_nowait())
+                    except queue.Empty:
+                        pass
+
+        with self._sd.InputStream(samplerate=self.sample_rate, channels=self.channels,
+                                  dtype="float32", blocksize=self.block, device=self.device,
+                                  callback=callback):
+            while True:
+                try:
+                    yield blocks.get(timeout=self.timeout)
+                except queue.Empty:
+                    raise RuntimeError(f"the microphone delivered no audio for {self.timeout} s")
+
+
+def open_source(spec: str, *, paced: bool, pcm_rate: int, pcm_format: str = "s16le",
+                pcm_channels: int = 1, device=None):
+    """`-` (raw PCM on stdin), `mic`, or a file path -> a source."""
+    if spec == "-":
+        return PcmSource(sys.stdin.buffer, pcm_rate, pcm_format, pcm_channels)
+    if spec == "mic":
+        return MicSource(None, device=device)
+    return FileSource(spec, paced=paced)
+
+
+class Conditioner:
+    """Source blocks (frames, channels) at `in_rate` -> mono float32 at `out_rate`, cleaned.
+
+    Mixes channels down by their mean, replaces non-finite samples by 0 (counted in
+    `repaired`), clips to +-CLIP_LIMIT, and resamples with soxr's streaming
+    resampler (its output equals a one-shot soxr.resample of the whole stream).
+    Call `flush()` once at the end of the stream for the resampler's tail.
+
+    Example:
+        cond = Conditioner(44100, 32000)
+        y = cond(np.zeros((4410, 2), np.float32))  # about 3200 mono samples, some held back
+        tail = cond.flush()
+    """
+
+    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ"):
+        self.in_rate = _check_rate(in_rate)
+        self.out_rate = _check_rate(out_rate)
+        self.repaired = 0
+        self._resampler = (None if self.in_rate == self.out_rate else
+                           soxr.ResampleStream(self.in_rate, self.out_rate, 1,
+                                               dtype="float32", quality=quality))
+
+    def __call__(self, block) -> np.ndarray:
+        block = _frames(block)
+        mono = block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+        bad = ~np.isfinite(mono)
+        if bad.any():
+            self.repaired += int(bad.sum())
+            mono[bad] = 0.0
+        np.clip(mono, -CLIP_LIMIT, CLIP_LIMIT, out=mono)
+        if self._resampler is None:
+            return mono
+        return self._resampler.resample_chunk(mono, last=False)
+
+    def flush(self) -> np.ndarray:
+        if self._resampler is None:
+            return np.zeros(0, np.float32)
+        return self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
