@@ -1,0 +1,81 @@
+"""`glat-export saved-model ...` and `glat-export tflite ...`: a trained .keras GlatModel out to deployment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glat-export", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    saved = sub.add_parser("saved-model", help="TF Serving layout <out>/<version>/")
+    saved.add_argument("--model", required=True, help="GlatModel .keras file")
+    saved.add_argument("--out", required=True, help="model base directory for TF Serving")
+    saved.add_argument("--version", type=int, default=1, help="version subdirectory (default 1)")
+    saved.add_argument("--labels", help="class CSV (index,mid,display_name); default: "
+                       "labels.csv beside the model, or AudioSet's for 527 classes")
+
+    lite = sub.add_parser("tflite", help="LiteRT global/local pair per variant + metadata.json")
+    lite.add_argument("--model", required=True, help="GlatModel .keras file")
+    lite.add_argument("--out", required=True, help="output directory")
+    lite.add_argument("--variants", default="f32,f16,dyn,int8",
+                      help="comma-separated subset of f32,f16,dyn,int8")
+    lite.add_argument("--calibration", help="TFRecord shard glob of real clips (int8 needs it)")
+    lite.add_argument("--calibration-clips", type=int, default=200,
+                      help="clips to calibrate int8 on (at least 100)")
+    lite.add_argument("--window-seconds", type=float, default=10.0,
+                      help="fixed input window of the global model (default 10 s)")
+    lite.add_argument("--labels", help="class CSV, as for saved-model")
+    return parser
+
+
+def _saved_model(args) -> int:
+    from export.labels import load_model, resolve_labels
+    from export.saved_model import export_saved_model
+    model = load_model(args.model)
+    labels, source = resolve_labels(model.num_classes, args.labels, args.model)
+    path = export_saved_model(model, args.out, labels, version=args.version)
+    print(f"SavedModel written to {path} (labels from {source})")
+    return 0
+
+
+def _tflite(args) -> int:
+    from export.labels import load_model, resolve_labels
+    from export.tflite import VARIANTS, export_tflite, read_calibration
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"--variants must name some of {','.join(VARIANTS)}, got {args.variants!r}")
+    if "int8" in variants and not args.calibration:
+        raise ValueError("the int8 variant needs --calibration GLOB (TFRecord shards of real clips)")
+    model = load_model(args.model)
+    labels, source = resolve_labels(model.num_classes, args.labels, args.model)
+    window = int(round(args.window_seconds * model.sample_rate))
+    calibration = None
+    if "int8" in variants:
+        calibration = read_calibration(args.calibration, model.num_classes, window,
+                                       args.calibration_clips)
+    meta = export_tflite(model, args.out, labels, variants=variants, window_samples=window,
+                         calibration=calibration)
+    for variant, files in meta["variants"].items():
+        print(f"{variant}: {args.out}/{files['global']}, {args.out}/{files['local']}")
+    print(f"metadata: {args.out}/metadata.json (labels from {source})")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"saved-model": _saved_model, "tflite": _tflite}[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"glat-export: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""A GlatModel -> the LiteRT global/local pair (f32, f16, dyn, int8) with metadata.json beside it."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from export import litert_convert
+from export.labels import label_rows, model_facts
+
+FORMAT = "glat-tf-litert/1"
+VARIANTS = ("f32", "f16", "dyn", "int8")
+DEFAULT_WINDOW_SECONDS = 10.0
+
+
+def global_function(model):
+    """waveform (1, window) -> clipwise (1, L), framewise (1, T', L), clip_starts, selected_classes."""
+    def serve(waveform):
+        out = model.global_backbone(waveform, training=False)
+        clipwise = tf.sigmoid(out["clipwise_logits"])  # (1, L)
+        framewise = tf.sigmoid(out["framewise_logits"])  # (1, T', L)
+        _, starts, classes = model.select(waveform, clipwise, framewise)
+        return {"clipwise": clipwise, "framewise": framewise, "clip_starts": starts,
+                "selected_classes": classes}
+    return serve
+
+
+def local_function(model):
+    """crops (N, crop_samples) -> clipwise (N, L)."""
+    def serve(crops):
+        return {"clipwise": tf.sigmoid(model.local_backbone(crops, training=False)
+                                       ["clipwise_logits"])}
+    return serve
+
+
+def stream_signature(model, stream: str, window_samples: int) -> list[tf.TensorSpec]:
+    # Static shapes: a dynamic batch brings about 20 shape ops into the graph.
+    if stream == "global":
+        return [tf.TensorSpec([1, window_samples], tf.float32, name="waveform")]
+    return [tf.TensorSpec([model.n_clips, model.window], tf.float32, name="crops")]
+
+
+def convert_stream(model, stream: str, variant: str, window_samples: int,
+                   calibration=None) -> bytes:
+    """One stream of the pair as a LiteRT flatbuffer of the given variant."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    fn = global_function(model) if stream == "global" else local_function(model)
+    signature = stream_signature(model, stream, window_samples)
+    track = [model.global_backbone if stream == "global" else model.local_backbone]
+    if variant == "f32":
+        return litert_convert.convert(fn, signature, track)
+    raise NotImplementedError(f"variant {variant} is not written yet")
+
+
+def check_exportable(model) -> None:
+    if model.selection != "attention":
+        raise ValueError(f"selection={model.selection!r} is the random control experiment; "
+                         "only selection='attention' models are exported")
+
+
+def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=None,
+                  calibration=None) -> dict:
+    """Writes `global_<v>.tflite`, `local_<v>.tflite` per variant and metadata.json.
+
+    `labels` is a LabelMap; `calibration` an array (clips, samples) of real audio,
+    needed by int8. Returns the metadata written.
+    """
+    check_exportable(model)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    if len(labels) != model.num_classes:
+        raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
+    window_samples = window_samples or int(round(DEFAULT_WINDOW_SECONDS * model.sample_rate))
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, **model_facts(model, window_samples),
+            "labels": label_rows(labels), "variants": {}, "fusion": "max_mean"}
+    for variant in variants:
+        files = {}
+        for stream in ("global", "local"):
+            flatbuffer = convert_stream(model, stream, variant, window_samples, calibration)
+            files[stream] = f"{stream}_{variant}.tflite"
+            (out / files[stream]).write_bytes(flatbuffer)
+        meta["variants"][variant] = files
+    (out / "metadata.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def fit_length(clips: np.ndarray, samples: int) -> np.ndarray:
+    """(clips, S) -> (clips, samples): the first `samples`, zero-padded at the end if shorter."""
+    clips = np.asarray(clips, np.float32)[:, :samples]
+    return np.pad(clips, [(0, 0), (0, samples - clips.shape[1])])
+
+
+def read_calibration(pattern: str, num_classes: int, window_samples: int, clips: int = 200,
+                     min_clips: int = 100) -> np.ndarray:
+    """(clips, window_samples) float32 waveforms read from TFRecord shards matching `pattern`."""
+    from glat_tf.data.pipeline import eval_dataset
+    if clips < min_clips:
+        raise ValueError(f"int8 calibration needs at least {min_clips} clips, asked for {clips}")
+    if not tf.io.gfile.glob(pattern):
+        raise FileNotFoundError(f"no TFRecord shards match --calibration {pattern!r}")
+    batches = []
+    for waveform, _ in eval_dataset(pattern, 32, num_classes).take((clips + 31) // 32):
+        batches.append(waveform.numpy())
+    found = np.concatenate(batches)[:clips] if batches else np.zeros([0, window_samples])
+    if len(found) < min_clips:
+        raise ValueError(f"{pattern!r} holds {len(found)} clips; int8 calibration needs at "
+                         f"least {min_clips} real clips")
+    return fit_length(found, window_samples)
+
+
+def fuse(global_scores: np.ndarray, local_clipwise: np.ndarray) -> np.ndarray:
+    """The model's fusion in NumPy: local = max_mean over crops, fused = max_mean(global, local)."""
+    local = (local_clipwise.max(axis=0) + local_clipwise.mean(axis=0)) / 2
+    pair = np.stack([global_scores, local], axis=0)
+    return (pair.max(axis=0) + pair.mean(axis=0)) / 2, local
