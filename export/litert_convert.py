@@ -58,12 +58,17 @@ def op_names(flatbuffer: bytes) -> list[str]:
     return sorted({d["op_name"] for d in details})
 
 
-def run(flatbuffer: bytes, *inputs, signature="serving_default") -> dict[str, np.ndarray]:
-    """Runs the model's signature on numpy inputs (positional, in signature order)."""
-    interpreter = _interpreter(flatbuffer)
+def run(flatbuffer: bytes, *inputs, signature="serving_default", threads=1,
+        **named) -> dict[str, np.ndarray]:
+    """Runs a signature on numpy inputs, given by name (or positionally when it has one input)."""
+    interpreter = _interpreter(flatbuffer, threads)
+    names = interpreter.get_signature_list()[signature]["inputs"]
+    if inputs:
+        # The signature lists inputs alphabetically, not positionally: only one is unambiguous.
+        if len(inputs) != 1 or len(names) != 1 or named:
+            raise ValueError(f"pass inputs by name: the model takes {names}")
+        named = {names[0]: inputs[0]}
+    if sorted(named) != sorted(names):
+        raise ValueError(f"model takes inputs {names}, got {sorted(named)}")
     runner = interpreter.get_signature_runner(signature)
-    names = sorted(interpreter.get_signature_list()[signature]["inputs"])
-    if len(names) != len(inputs):
-        raise ValueError(f"model takes inputs {names}, got {len(inputs)} arrays")
-    # Signature inputs are named args_0, args_1, ... in positional order.
-    return runner(**{name: np.asarray(x) for name, x in zip(names, inputs)})
+    return runner(**{name: np.asarray(x) for name, x in named.items()})

@@ -74,6 +74,7 @@ class GlatModel(keras.Model):
         return self.select.window
 
     def build(self, input_shape):
+        self.select.check_inputs(tuple(input_shape), self.num_classes)
         # A concrete forward pass creates every variable (needed before loading weights).
         samples = input_shape[1] if input_shape[1] is not None else self.window
         self.global_backbone(tf.zeros([1, samples]), training=False)

@@ -68,9 +68,11 @@ class SelectClips(keras.layers.Layer):
         # o = (window frames) // 4: how far the suppression reaches either side of a pick.
         reach = (self.window * frames // num_samples) // 4
         frame_index = tf.range(frames)[None, :]  # (1, frames)
+        # One-hot picks of class columns: a batched GATHER failed to prepare in LiteRT.
+        picks = tf.one_hot(classes, tf.shape(activations)[2], dtype=activations.dtype)
         starts = []
         for k in range(self.n_clips):
-            column = tf.gather(activations, classes[:, k], axis=2, batch_dims=1)  # (batch, frames)
+            column = tf.reduce_sum(activations * picks[:, k, None, :], axis=2)  # (batch, frames)
             peak = tf.argmax(column, axis=1, output_type=tf.int32)  # (batch,)
             centre = (tf.cast(peak, tf.float32) + 0.5) * samples_per_frame
             starts.append(tf.cast(tf.floor(centre - self.window / 2), tf.int32))
@@ -102,8 +104,10 @@ class SelectClips(keras.layers.Layer):
         else:
             starts = self._random_starts(tf.shape(waveform)[0], num_samples)
         starts = tf.clip_by_value(starts, 0, num_samples - self.window)
-        index = starts[:, :, None] + tf.range(self.window)[None, None, :]  # (batch, N, window)
-        crops = tf.gather(waveform, index, axis=1, batch_dims=1)  # (batch, N, window)
+        # Index into the flattened batch: a plain axis-0 GATHER is one LiteRT builtin.
+        offsets = tf.range(tf.shape(waveform)[0])[:, None, None] * num_samples
+        index = offsets + starts[:, :, None] + tf.range(self.window)[None, None, :]  # (batch, N, window)
+        crops = tf.gather(tf.reshape(waveform, [-1]), index)  # (batch, N, window)
         return crops, starts, classes
 
     def compute_output_shape(self, waveform_shape, scores_shape, activations_shape):
