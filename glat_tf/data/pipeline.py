@@ -1,0 +1,209 @@
+"""tf.data from shard globs: a class-balanced training stream and an exactly-once evaluation stream.
+
+Balanced sampling has the marginal of PANNs' BalancedTrainSampler (draw a class uniformly, then
+a clip that contains it), so clip x is drawn with probability w(x) = sum_{c in x} 1 / (L * n_c).
+Shards are not random-access, so instead of seeking to clips the stream reads every clip once
+per pass and emits it round(N * w(x)) times (stochastic rounding: the mean is exact), then a
+shuffle buffer spreads the copies. Reads per emitted clip: 1 (a filter per class would read
+N / n_c records per draw: ~200 for AudioSet's rarest classes). Memory is bounded and independent
+of the number of clips or classes:
+    shuffle_buffer * clip bytes (int16: 640 kB for 10 s at 32 kHz; 1024 -> 0.66 GB)
+  + cycle_length (<= 8) open readers with 1 MB buffers + a few batches in prefetch.
+The cost of streaming: copies of a rare clip enter the buffer together; a buffer of B spreads
+them over ~B draws (AudioSet: at most ~40 copies per pass for the rarest class).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from glat_tf.data import schema
+
+_CHUNK = 64  # records parsed together: batched parsing is ~10x cheaper per record
+_READ_BUFFER = 1 << 20
+
+
+def read_manifest(shard_dir_or_glob: str | Sequence[str]) -> dict:
+    """The manifest.json that ingest wrote beside the shards (a folder, a glob or a file list)."""
+    first = shard_dir_or_glob if isinstance(shard_dir_or_glob, str) else shard_dir_or_glob[0]
+    folder = first if tf.io.gfile.isdir(first) else os.path.dirname(first)
+    path = os.path.join(folder, "manifest.json")
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"no manifest.json beside {first!r} (looked for {path})")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _list_files(file_pattern: str | Sequence[str]) -> list[str]:
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = []
+    for pattern in patterns:
+        if tf.io.gfile.isdir(pattern):
+            pattern = os.path.join(pattern, "*.tfrecord")
+        files += tf.io.gfile.glob(pattern)
+    if not files:
+        raise ValueError(f"no shard files match file_pattern={file_pattern!r}")
+    return sorted(set(files))
+
+
+def _describe(files: list[str], num_classes: int) -> dict:
+    """Compression, clip length and per-class counts of exactly these files, from the manifest."""
+    try:
+        manifest = read_manifest(files[0])
+    except FileNotFoundError:
+        manifest = None
+    info = {"compression": None, "clip_samples": None, "class_counts": None}
+    if manifest is not None:
+        if manifest["num_classes"] > num_classes:
+            raise ValueError(f"num_classes={num_classes} but the shards have "
+                             f"{manifest['num_classes']} classes")
+        info["clip_samples"] = manifest["clip_samples"]
+        entries = {e["file"]: (split, e) for split, section in manifest["splits"].items()
+                   for e in section["shards"]}
+        found = [entries.get(os.path.basename(f)) for f in files]
+        if all(found):
+            counts = np.zeros(num_classes, np.int64)
+            for _, entry in found:
+                for index, n in entry["class_counts"].items():
+                    counts[int(index)] += n
+            info["class_counts"] = counts
+            info["compression"] = manifest["splits"][found[0][0]]["compression"]
+    if info["compression"] is None:  # no manifest: look at the gzip magic number
+        with tf.io.gfile.GFile(files[0], "rb") as f:
+            info["compression"] = "GZIP" if f.read(2) == b"\x1f\x8b" else ""
+    return info
+
+
+def _shard(files: list[str], input_context) -> tuple[list[str], tuple[int, int] | None]:
+    """Files of this input pipeline; record-level (count, index) when there are too few files."""
+    if input_context is None or input_context.num_input_pipelines == 1:
+        return files, None
+    count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if len(files) >= count:
+        return files[index::count], None
+    return files, (count, index)
+
+
+def _parse_chunk(serialized, num_classes: int) -> dict:
+    parsed = schema.parse_batch(serialized, num_classes)
+    return {"audio_id": parsed["audio_id"], "pcm": parsed["pcm"], "labels": parsed["labels"]}
+
+
+def _balanced_copies(labels, class_counts: np.ndarray, seed):
+    """Copies of each clip in one pass: stochastic rounding of N * sum_{c in x} 1 / (L * n_c)."""
+    counts = np.asarray(class_counts, np.float64)
+    present = counts > 0
+    per_label = np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
+    expected = tf.linalg.matvec(labels, tf.constant(per_label, tf.float32))  # (chunk,)
+    jitter = tf.random.stateless_uniform(tf.shape(expected), seed=seed)
+    return tf.cast(tf.floor(expected + jitter), tf.int32)
+
+
+def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: bool = True,
+                  mixup_alpha: float = 0.0, crop_samples: int | None = None,
+                  shuffle_buffer: int = 1024, seed: int | None = None, input_context=None,
+                  class_counts=None) -> tf.data.Dataset:
+    """Infinite ((B, S) float32 waveform in [-1, 1), (B, L) float32 labels) batches.
+
+    class_counts (clips per class of these shards) defaults to the manifest's; balanced
+    sampling needs them. With input_context, files are split across input pipelines and
+    batch_size is the global batch. Example:
+        ds = train_dataset("shards/train-*.tfrecord", 32, 527, mixup_alpha=0.5)
+        waveform, labels = next(iter(ds))
+    """
+    files = _list_files(file_pattern)
+    info = _describe(files, num_classes)
+    if balanced:
+        class_counts = info["class_counts"] if class_counts is None else np.asarray(class_counts)
+        if class_counts is None:
+            raise ValueError("balanced=True needs class_counts: no manifest.json lists these shards")
+        if len(class_counts) != num_classes or not np.any(class_counts):
+            raise ValueError(f"class_counts must hold {num_classes} counts, not all zero")
+    clip_samples = info["clip_samples"]
+    if crop_samples is not None and clip_samples is not None and crop_samples > clip_samples:
+        raise ValueError(f"crop_samples={crop_samples} exceeds the clips' {clip_samples} samples")
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    files, record_shard = _shard(files, input_context)
+    deterministic = seed is not None
+    seed = random.SystemRandom().randrange(2 ** 31) if seed is None else int(seed)
+    if input_context is not None:
+        seed += 7919 * input_context.input_pipeline_id  # different streams per pipeline
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, info["compression"], buffer_size=_READ_BUFFER),
+        cycle_length=min(len(files), 8), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic)
+    if record_shard is not None:
+        ds = ds.shard(*record_shard)
+    ds = ds.batch(_CHUNK).enumerate()
+
+    def expand(step, serialized):
+        parsed = _parse_chunk(serialized, num_classes)
+        if not balanced:
+            return parsed
+        copies = _balanced_copies(parsed["labels"], class_counts, tf.stack([seed, step]))
+        take = tf.repeat(tf.range(tf.size(copies)), copies)
+        return {k: tf.gather(v, take) for k, v in parsed.items()}
+
+    ds = ds.map(expand, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.unbatch().shuffle(shuffle_buffer, seed=seed)
+    ds = ds.batch(batch_size, drop_remainder=True).enumerate()
+
+    def finish(step, batch):
+        pcm, length = batch["pcm"], clip_samples
+        step_seed = tf.stack([seed + 1, step])
+        if crop_samples is not None:
+            # Cropping the int16 bytes before decoding: no float copy of the discarded audio.
+            room = tf.strings.length(pcm) // 2 - crop_samples + 1
+            start = tf.cast(tf.random.stateless_uniform([batch_size], step_seed) *
+                            tf.cast(tf.maximum(room, 1), tf.float32), tf.int32)
+            pcm, length = tf.strings.substr(pcm, 2 * start, 2 * crop_samples), crop_samples
+        wave, labels = schema.decode_pcm(pcm, length), batch["labels"]
+        if mixup_alpha > 0:
+            # PANNs-style mixup with the batch's mirror image; lambda ~ Beta(alpha, alpha).
+            g1 = tf.random.stateless_gamma([batch_size], step_seed + 2, alpha=mixup_alpha)
+            g2 = tf.random.stateless_gamma([batch_size], step_seed + 3, alpha=mixup_alpha)
+            lam = (g1 / (g1 + g2))[:, None]
+            wave = lam * wave + (1 - lam) * tf.reverse(wave, [0])
+            labels = lam * labels + (1 - lam) * tf.reverse(labels, [0])
+        return wave, labels
+
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(file_pattern, batch_size: int, num_classes: int, *, with_ids: bool = False,
+                 input_context=None) -> tf.data.Dataset:
+    """Every clip exactly once, in shard order (sorted audio ids), last batch kept.
+
+    Yields (waveform, labels) or, with with_ids, (waveform, labels, audio_id string).
+    """
+    files = _list_files(file_pattern)
+    info = _describe(files, num_classes)
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    files, record_shard = _shard(files, input_context)
+    ds = tf.data.TFRecordDataset(files, info["compression"], buffer_size=_READ_BUFFER)
+    if record_shard is not None:
+        ds = ds.shard(*record_shard)
+
+    def parse(serialized):
+        parsed = _parse_chunk(serialized, num_classes)
+        wave = schema.decode_pcm(parsed["pcm"], info["clip_samples"])
+        if with_ids:
+            return wave, parsed["labels"], parsed["audio_id"]
+        return wave, parsed["labels"]
+
+    ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
