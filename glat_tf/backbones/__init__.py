@@ -9,7 +9,7 @@
 from glat_tf.backbones.registry import add_preset, build, get, names, register
 
 # Importing a family module registers its presets.
-from glat_tf.backbones import cnn, mobilenet  # noqa: E402,F401
+from glat_tf.backbones import atsca, cnn, mobilenet, resnet, talnet  # noqa: E402,F401
 from glat_tf.backbones.base import Backbone  # noqa: E402
 
 __all__ = ["Backbone", "add_preset", "build", "get", "names", "register"]

@@ -57,3 +57,103 @@ class MobileNetV1(Backbone):
 
     def get_config(self):
         return {**super().get_config(), "embedding_size": self.embedding_size, "width": self.width}
+
+
+# (expansion t, channels c, repeats n, stride s of the first): PANNs MobileNetV2, whose 96-channel
+# stage strides and 160 does not (the reverse of the standard network).
+V2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 2),
+              (6, 160, 3, 1), (6, 320, 1, 1))
+
+
+@keras.saving.register_keras_serializable(package="glat_tf")
+class InvertedResidual(keras.layers.Layer):
+    """PANNs MobileNetV2 block: [1x1-BN-ReLU6] -> depthwise 3x3 -> avg pool -> BN-ReLU6 -> 1x1-BN.
+
+    Expansion 1 skips the expand conv; the projection is linear; a residual is added only at
+    stride 1 with in_channels == filters. (batch, frames, mel_bins, in_channels) ->
+    (batch, frames / stride, mel_bins / stride, filters).
+
+    Example:
+        block = InvertedResidual(in_channels=16, filters=24, stride=2, expansion=6)
+        y = block(tf.zeros([1, 500, 32, 16]))  # (1, 250, 16, 24)
+    """
+
+    def __init__(self, in_channels, filters, stride=1, expansion=6, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels = in_channels
+        self.filters = filters
+        self.stride = stride
+        self.expansion = expansion
+        self.residual = stride == 1 and in_channels == filters
+        hidden = int(round(in_channels * expansion))
+        self.expand = None
+        if expansion != 1:
+            self.expand = keras.layers.Conv2D(hidden, 1, use_bias=False, name="expand")
+            self.expand_bn = batch_norm("expand_bn")
+        self.depthwise = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False,
+                                                      name="depthwise")
+        self.pool = _pool(stride)
+        self.depthwise_bn = batch_norm("depthwise_bn")
+        self.project = keras.layers.Conv2D(filters, 1, use_bias=False, name="project")
+        self.project_bn = batch_norm("project_bn")
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.expand is not None:
+            x = tf.nn.relu6(self.expand_bn(self.expand(x), training=training))
+        x = self.pool(self.depthwise(x))  # (batch, frames / stride, mel_bins / stride, hidden)
+        x = tf.nn.relu6(self.depthwise_bn(x, training=training))
+        x = self.project_bn(self.project(x), training=training)
+        return inputs + x if self.residual else x
+
+    def get_config(self):
+        return {**super().get_config(), "in_channels": self.in_channels, "filters": self.filters,
+                "stride": self.stride, "expansion": self.expansion}
+
+
+@register("mobilenetv2", embedding_size=1024)
+@register("mobilenetv2_tiny", embedding_size=1024, width=0.125)
+@keras.saving.register_keras_serializable(package="glat_tf")
+class MobileNetV2(Backbone):
+    """PANNs MobileNetV2 (not keras.applications'): the edge-friendly backbone.
+
+    Stem conv 3x3 (32) -> avg pool 2 -> BN -> ReLU6; 17 inverted residuals (V2_SETTING);
+    1x1 conv to 1280 -> BN -> ReLU6; mean over mel bins; PANNs head with fc1 1280 -> 1024.
+    PANNs has no dropout before fc1 here; its embedding-only dropout is left out too, so the
+    head runs with dropout 0 (the classifier is the same function).
+    Waveform (batch, samples) -> features (batch, frames', 1280 * width); frames' = 31 for 10 s.
+
+    Example:
+        net = glat_tf.backbones.build("mobilenetv2")
+        net(tf.zeros([1, 320000]))["features"].shape  # (1, 31, 1280)
+    """
+
+    def __init__(self, num_classes=527, embedding_size=1024, last_channels=1280, width=1.0,
+                 **kwargs):
+        super().__init__(num_classes=num_classes, **kwargs)
+        self.embedding_size = embedding_size
+        self.last_channels = last_channels
+        self.width = width
+        channels = scaled(32, width)
+        self.stem = [keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
+                                         name="stem_conv"),
+                     _pool(2), batch_norm("stem_bn"), keras.layers.ReLU(6.0)]
+        self.blocks = []
+        for t, c, n, s in V2_SETTING:
+            for i in range(n):
+                self.blocks.append(InvertedResidual(channels, scaled(c, width), s if i == 0 else 1,
+                                                    t, name=f"block{len(self.blocks) + 1}"))
+                channels = scaled(c, width)
+        self.last = [keras.layers.Conv2D(scaled(last_channels, width), 1, use_bias=False,
+                                         name="last_conv"),
+                     batch_norm("last_bn"), keras.layers.ReLU(6.0)]
+        self.head = ClipHead(scaled(embedding_size, width), num_classes, dropout=0.0, name="head")
+
+    def extract(self, x, training=None):
+        for layer in self.stem + self.blocks + self.last:
+            x = layer(x, training=training)  # (batch, frames, mel_bins, channels)
+        return tf.reduce_mean(x, axis=2)  # (batch, frames', channels)
+
+    def get_config(self):
+        return {**super().get_config(), "embedding_size": self.embedding_size,
+                "last_channels": self.last_channels, "width": self.width}

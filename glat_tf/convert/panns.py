@@ -1,0 +1,273 @@
+"""PANNs .pth checkpoints -> glat_tf backbones (either or both GL-AT streams), without PyTorch.
+
+    python -m glat_tf.convert.panns Cnn10_mAP=0.380.pth --arch cnn10 --out cnn10.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+import numpy as np
+
+from glat_tf.convert.torch_zip import load_torch_file
+from glat_tf.frontend import periodic_hann
+
+STFT_KEYS = ("spectrogram_extractor.stft.conv_real.weight",
+             "spectrogram_extractor.stft.conv_imag.weight")
+MEL_KEY = "logmel_extractor.melW"
+# Weight layouts, PyTorch -> Keras (BACKBONES.md): conv (out, in, kh, kw) -> (kh, kw, in, out),
+# depthwise (C, 1, kh, kw) -> (kh, kw, C, 1), Linear (out, in) -> (in, out).
+_KERNEL_AXES = {"conv": (2, 3, 1, 0), "depthwise": (2, 3, 0, 1), "dense": (1, 0)}
+_BN_FIELDS = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+              ("running_var", "moving_variance"))
+
+
+@dataclasses.dataclass
+class ImportReport:
+    """What an import did. `missing`: model weights no checkpoint tensor filled (PyTorch
+    names, or Keras paths for weights PANNs has no counterpart of); `unexpected`: checkpoint
+    keys nothing took; `ignored`: keys deliberately unused (STFT kernels, BN batch counters)."""
+
+    arch: str
+    loaded: list = dataclasses.field(default_factory=list)
+    missing: list = dataclasses.field(default_factory=list)
+    unexpected: list = dataclasses.field(default_factory=list)
+    ignored: list = dataclasses.field(default_factory=list)
+    warnings: list = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"PANNs {self.arch}: {len(self.loaded)} tensors loaded, "
+                 f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+                 f"{len(self.ignored)} ignored"]
+        lines += [f"  missing: {k}" for k in self.missing]
+        lines += [f"  unexpected: {k}" for k in self.unexpected]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def load_panns_checkpoint(path) -> dict[str, np.ndarray]:
+    """The `model` state dict of a PANNs checkpoint (or a bare state dict) as NumPy arrays."""
+    obj = load_torch_file(path)
+    state = obj.get("model", obj) if isinstance(obj, dict) else obj
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: no state dict inside (found {type(state).__name__})")
+    arrays = {}
+    for key, value in state.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{path}: state dict entry {key!r} is a {type(value).__name__}, "
+                             "not a tensor")
+        # nn.DataParallel prefixes every key with "module.".
+        arrays[key[len("module."):] if key.startswith("module.") else key] = value
+    return arrays
+
+
+def detect_arch(state_dict) -> str | None:
+    """Which PANNs architecture a state dict belongs to, from its key names (None: unknown)."""
+    keys = set(state_dict)
+    if "resnet.layer1.0.conv3.weight" in keys:
+        return "resnet54"
+    if "resnet.layer3.5.conv1.weight" in keys:
+        return "resnet38"
+    if "resnet.layer1.0.conv1.weight" in keys:
+        return "resnet22"
+    if "features.18.0.weight" in keys and "features.1.conv.0.weight" in keys:
+        return "mobilenetv2"
+    if "features.13.4.weight" in keys:
+        return "mobilenetv1"
+    if "conv_block6.conv1.weight" in keys:
+        return "cnn14"
+    if "conv_block4.conv2.weight" in keys:
+        return "cnn10"
+    if "conv_block4.conv1.weight" in keys:
+        return "cnn6"
+    return None
+
+
+def expected_arch(backbone) -> str:
+    """The PANNs architecture whose checkpoint fits `backbone` (AT-SCA: its CNN10 part)."""
+    from glat_tf.backbones import atsca, cnn, mobilenet, resnet
+    if isinstance(backbone, atsca.AtSca):
+        return "cnn10"
+    if isinstance(backbone, cnn.Cnn):
+        return ("cnn14" if len(backbone.channels) == 6
+                else "cnn6" if backbone.convs_per_block == 1 else "cnn10")
+    if isinstance(backbone, mobilenet.MobileNetV2):
+        return "mobilenetv2"
+    if isinstance(backbone, mobilenet.MobileNetV1):
+        return "mobilenetv1"
+    if isinstance(backbone, resnet.ResNet):
+        if backbone.block == "bottleneck":
+            return "resnet54"
+        return "resnet22" if backbone.stage_blocks == (2, 2, 2, 2) else "resnet38"
+    raise ValueError(f"no PANNs checkpoint exists for a {type(backbone).__name__} backbone")
+
+
+def _stem_rows(mobilenet):
+    # PANNs MobileNets: features.0 = Sequential(conv, avg pool, bn, relu).
+    return [("features.0.0", mobilenet.stem[0], "conv"), ("features.0.2", mobilenet.stem[2], "bn")]
+
+
+def _layout(backbone):
+    """(PyTorch prefix, Keras layer, kind) for every weighted layer PANNs also has."""
+    from glat_tf.backbones import mobilenet, resnet
+    rows = [("bn0", backbone.frontend.bn0, "bn")]
+    if isinstance(backbone, resnet.ResNet):
+        blocks = [("conv_block1", backbone.conv_block1)]
+        for s, stage in enumerate(backbone.stages):
+            for j, block in enumerate(stage):
+                prefix = f"resnet.layer{s + 1}.{j}"
+                for n, (conv, norm) in enumerate(zip(block.convs, block.norms)):
+                    rows += [(f"{prefix}.conv{n + 1}", conv, "conv"),
+                             (f"{prefix}.bn{n + 1}", norm, "bn")]
+                if block.downsample:  # PANNs: Sequential([AvgPool,] conv, bn)
+                    first = 1 if block.stride == 2 else 0
+                    rows += [(f"{prefix}.downsample.{first}", block.shortcut_conv, "conv"),
+                             (f"{prefix}.downsample.{first + 1}", block.shortcut_bn, "bn")]
+        blocks.append(("conv_block_after1", backbone.conv_block_after1))
+    elif isinstance(backbone, mobilenet.MobileNetV2):
+        blocks = []
+        rows += _stem_rows(backbone)
+        for i, block in enumerate(backbone.blocks):
+            prefix = f"features.{i + 1}.conv"
+            first = 0
+            if block.expand is not None:
+                rows += [(f"{prefix}.0", block.expand, "conv"),
+                         (f"{prefix}.1", block.expand_bn, "bn")]
+                first = 3
+            rows += [(f"{prefix}.{first}", block.depthwise, "depthwise"),
+                     (f"{prefix}.{first + 2}", block.depthwise_bn, "bn"),
+                     (f"{prefix}.{first + 4}", block.project, "conv"),
+                     (f"{prefix}.{first + 5}", block.project_bn, "bn")]
+        last = f"features.{len(backbone.blocks) + 1}"
+        rows += [(f"{last}.0", backbone.last[0], "conv"), (f"{last}.1", backbone.last[1], "bn")]
+    elif isinstance(backbone, mobilenet.MobileNetV1):
+        blocks = []
+        rows += _stem_rows(backbone)
+        for i in range(len(backbone.body) // 7):  # dw, pool, bn, relu, pw, bn, relu
+            dw, _, dw_bn, _, pw, pw_bn, _ = backbone.body[7 * i:7 * i + 7]
+            rows += [(f"features.{i + 1}.0", dw, "depthwise"),
+                     (f"features.{i + 1}.2", dw_bn, "bn"),
+                     (f"features.{i + 1}.4", pw, "conv"), (f"features.{i + 1}.5", pw_bn, "bn")]
+    else:  # Cnn and AtSca: conv_block{i}.conv{j} / bn{j}
+        blocks = [(f"conv_block{i + 1}", block) for i, block in enumerate(backbone.blocks)]
+    for prefix, block in blocks:
+        for n, (conv, norm) in enumerate(zip(block.conv_layers, block.norms)):
+            rows += [(f"{prefix}.conv{n + 1}", conv, "conv"), (f"{prefix}.bn{n + 1}", norm, "bn")]
+    return rows + [("fc1", backbone.head.fc1, "dense"), ("fc_audioset", backbone.head.fc, "dense")]
+
+
+def _targets(backbone):
+    """{PyTorch key: (Keras variable, axes to transpose or None)}."""
+    targets = {}
+    for prefix, layer, kind in _layout(backbone):
+        if kind == "bn":
+            for torch_name, attr in _BN_FIELDS:
+                variable = getattr(layer, attr, None)
+                if variable is not None:
+                    targets[f"{prefix}.{torch_name}"] = (variable, None)
+        else:
+            targets[f"{prefix}.weight"] = (layer.kernel, _KERNEL_AXES[kind])
+            if getattr(layer, "bias", None) is not None:
+                targets[f"{prefix}.bias"] = (layer.bias, None)
+    return targets
+
+
+def _stft_deviation(state_dict, n_fft) -> float:
+    """Max |difference| of the checkpoint's STFT kernels from a periodic-Hann DFT."""
+    k, n = np.arange(n_fft // 2 + 1)[:, None], np.arange(n_fft)[None, :]
+    window = periodic_hann(n_fft).astype(np.float64)
+    angle = 2 * np.pi * k * n / n_fft
+    reference = {STFT_KEYS[0]: np.cos(angle) * window, STFT_KEYS[1]: -np.sin(angle) * window}
+    worst = 0.0
+    for key, ref in reference.items():
+        got = state_dict[key].reshape(state_dict[key].shape[0], -1)
+        if got.shape != ref.shape:
+            return float("inf")
+        worst = max(worst, float(np.max(np.abs(got - ref))))
+    return worst
+
+
+def import_into_backbone(backbone, state_dict, strict=True) -> ImportReport:
+    """Copies a PANNs state dict into `backbone` (built here if needed); returns the report.
+
+    Refuses a checkpoint of another architecture; raises on any shape mismatch, and with
+    `strict` also on missing or unexpected keys. The checkpoint's mel matrix replaces the
+    frontend's; its STFT kernels are checked against a Hann STFT and otherwise ignored.
+    """
+    arch, found = expected_arch(backbone), detect_arch(state_dict)
+    if found != arch:
+        raise ValueError(f"checkpoint holds PANNs {found or 'weights of an unknown architecture'}"
+                         f", but the model ({type(backbone).__name__}) takes PANNs {arch}")
+    if not backbone.built:
+        backbone.build((None, backbone.sample_rate))
+    report, targets, values = ImportReport(arch), _targets(backbone), []
+    for key, tensor in state_dict.items():
+        if key.endswith("num_batches_tracked") or key in STFT_KEYS:
+            report.ignored.append(key)
+        elif key == MEL_KEY:
+            values.append((key, backbone.frontend._mel, tensor))
+        elif key in targets:
+            variable, axes = targets[key]
+            values.append((key, variable, tensor if axes is None else tensor.transpose(axes)))
+        else:
+            report.unexpected.append(key)
+    bad = [f"{key}: checkpoint {value.shape} -> {tuple(variable.shape)} in the model"
+           for key, variable, value in values if value.shape != tuple(variable.shape)]
+    if bad:
+        raise ValueError(f"shape mismatch importing PANNs {arch}:\n  " + "\n  ".join(bad))
+    report.missing = [key for key in [*targets, MEL_KEY] if key not in state_dict]
+    covered = {id(variable) for variable, _ in targets.values()} | {id(backbone.frontend._mel)}
+    report.missing += [v.path for v in backbone.weights if id(v) not in covered]
+    if all(key in state_dict for key in STFT_KEYS):
+        deviation = _stft_deviation(state_dict, backbone.frontend.n_fft)
+        if deviation > 1e-4:
+            report.warnings.append(f"checkpoint STFT kernels differ from a periodic-Hann STFT "
+                                   f"by up to {deviation:.3g}; the frontend's own STFT is used")
+    if strict and (report.missing or report.unexpected):
+        raise ValueError(report.summary() + "\n(strict import: pass strict=False to accept)")
+    for key, variable, value in values:
+        variable.assign(value.astype(np.float32))
+        report.loaded.append(key)
+    return report
+
+
+def import_into_glat(glat_model, state_dict, streams=("global", "local"), strict=True):
+    """Imports one PANNs state dict into the chosen GL-AT streams: {stream: ImportReport}."""
+    unknown = set(streams) - {"global", "local"}
+    if unknown:
+        raise ValueError(f"streams must be 'global' and/or 'local', got {sorted(unknown)}")
+    if not glat_model.built:
+        glat_model.build((None, glat_model.window))
+    return {stream: import_into_backbone(getattr(glat_model, f"{stream}_backbone"), state_dict,
+                                         strict=strict) for stream in streams}
+
+
+def main(argv=None) -> int:
+    from glat_tf import backbones
+    parser = argparse.ArgumentParser(prog="python -m glat_tf.convert.panns",
+                                     description="PANNs .pth checkpoint -> .keras backbone")
+    parser.add_argument("checkpoint", help="PANNs checkpoint, e.g. Cnn10_mAP=0.380.pth")
+    parser.add_argument("--arch", required=True, help="backbone preset, e.g. cnn10, resnet38")
+    parser.add_argument("--out", required=True, help="where to write the .keras model")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="accept missing/unexpected keys (e.g. CNN10 weights into atsca)")
+    args = parser.parse_args(argv)
+    state_dict = load_panns_checkpoint(args.checkpoint)
+    if "fc_audioset.weight" not in state_dict:
+        parser.error(f"{args.checkpoint} has no fc_audioset.weight: not a PANNs tagger")
+    num_classes = int(state_dict["fc_audioset.weight"].shape[0])
+    backbone = backbones.build(args.arch, num_classes=num_classes)
+    try:
+        report = import_into_backbone(backbone, state_dict, strict=not args.allow_missing)
+    except ValueError as error:
+        parser.exit(2, f"error: --arch {args.arch}: {error}\n")
+    print(report.summary())
+    backbone.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
