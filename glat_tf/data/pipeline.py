@@ -166,7 +166,8 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
             room = tf.strings.length(pcm) // 2 - crop_samples + 1
             start = tf.cast(tf.random.stateless_uniform([batch_size], step_seed) *
                             tf.cast(tf.maximum(room, 1), tf.float32), tf.int32)
-            pcm, length = tf.strings.substr(pcm, 2 * start, 2 * crop_samples), crop_samples
+            pcm = tf.strings.substr(pcm, 2 * start, tf.fill([batch_size], 2 * crop_samples))
+            length = crop_samples
         wave, labels = schema.decode_pcm(pcm, length), batch["labels"]
         if mixup_alpha > 0:
             # PANNs-style mixup with the batch's mirror image; lambda ~ Beta(alpha, alpha).
