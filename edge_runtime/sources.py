@@ -234,8 +234,9 @@ def open_source(spec: str, *, paced: bool, pcm_rate: int, pcm_format: str = "s16
 class Conditioner:
     """Source blocks (frames, channels) at `in_rate` -> mono float32 at `out_rate`, cleaned.
 
-    Mixes channels down by their mean, replaces non-finite samples by 0 (counted in
-    `repaired`), clips to +-CLIP_LIMIT, and resamples with soxr's streaming
+    Mixes channels down by their mean, replaces non-finite frames by 0 (counted in
+    `repaired`; `last_repaired` holds where the last block's land in the output, in
+    output samples), clips to +-CLIP_LIMIT, and resamples with soxr's streaming
     resampler (its output equals a one-shot soxr.resample of the whole stream).
     Call `flush()` once at the end of the stream for the resampler's tail.
 
@@ -249,6 +250,8 @@ class Conditioner:
         self.in_rate = _check_rate(in_rate)
         self.out_rate = _check_rate(out_rate)
         self.repaired = 0
+        self.consumed = 0
+        self.last_repaired = np.zeros(0, np.int64)
         self._resampler = (None if self.in_rate == self.out_rate else
                            soxr.ResampleStream(self.in_rate, self.out_rate, 1,
                                                dtype="float32", quality=quality))
@@ -260,6 +263,12 @@ class Conditioner:
         if bad.any():
             self.repaired += int(bad.sum())
             mono[bad] = 0.0
+            # soxr compensates its own delay: input frame i is output sample i * out/in.
+            where = (self.consumed + np.flatnonzero(bad)) * (self.out_rate / self.in_rate)
+            self.last_repaired = where.astype(np.int64)
+        else:
+            self.last_repaired = np.zeros(0, np.int64)
+        self.consumed += len(mono)
         np.clip(mono, -CLIP_LIMIT, CLIP_LIMIT, out=mono)
         if self._resampler is None:
             return mono

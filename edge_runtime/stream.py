@@ -17,9 +17,16 @@ from edge_runtime.tagger import HopResult, Tagger, check_metadata
 
 
 def read_metadata(model_path, metadata_path=None) -> dict:
-    """metadata.json beside `model_path` (or at `metadata_path`), validated."""
-    path = metadata_path or os.path.join(os.path.dirname(os.fspath(model_path)) or ".",
-                                         "metadata.json")
+    """metadata.json beside `model_path` (a .tflite file or their folder), or at `metadata_path`."""
+    model_path = os.fspath(model_path)
+    if metadata_path:
+        path = os.fspath(metadata_path)
+    elif os.path.isdir(model_path):
+        path = os.path.join(model_path, "metadata.json")
+    elif model_path.endswith(".json"):
+        path = model_path
+    else:
+        path = os.path.join(os.path.dirname(model_path) or ".", "metadata.json")
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
@@ -65,13 +72,26 @@ class StreamTagger:
         self.ring = RingBuffer(tagger.window_samples)
         self._window = np.zeros(tagger.window_samples, np.float32)
         self._since_hop = 0
+        self._repaired: dict[int, int] = {}
 
-    def _event(self, nan_samples: int) -> Event:
+    def _event(self, last: bool = False) -> Event:
         self.ring.window(out=self._window)
         result = self.tagger(self._window)
+        # Repaired frames belong to the line whose hop they fall in (all that is left, at the end).
+        due = [h for h in self._repaired if last or h * self.hop_samples < self.ring.total]
+        nan_samples = sum(self._repaired.pop(h) for h in due)
         return Event(self.ring.total / self.sample_rate, not self.ring.full, result, nan_samples)
 
-    def _push(self, samples: np.ndarray, conditioner: Conditioner) -> Iterator[Event]:
+    def _condition(self, conditioner: Conditioner, block) -> np.ndarray:
+        samples = conditioner(block)
+        if len(conditioner.last_repaired):
+            hops, counts = np.unique(conditioner.last_repaired // self.hop_samples,
+                                     return_counts=True)
+            for hop, count in zip(hops.tolist(), counts.tolist()):
+                self._repaired[hop] = self._repaired.get(hop, 0) + count
+        return samples
+
+    def _push(self, samples: np.ndarray) -> Iterator[Event]:
         while len(samples):
             take = min(len(samples), self.hop_samples - self._since_hop)
             self.ring.push(samples[:take])
@@ -79,8 +99,7 @@ class StreamTagger:
             self._since_hop += take
             if self._since_hop == self.hop_samples:
                 self._since_hop = 0
-                nan_samples, conditioner.repaired = conditioner.repaired, 0
-                yield self._event(nan_samples)
+                yield self._event()
 
     def run(self, source, sample_rate: int | None = None) -> Iterator[Event]:
         """Events for every hop of `source` (an iterable of blocks with a `sample_rate`)."""
@@ -90,14 +109,14 @@ class StreamTagger:
         conditioner = Conditioner(rate, self.sample_rate)
         self.ring.reset()
         self._since_hop = 0
+        self._repaired = {}  # hop index -> frames of non-finite input replaced in it
         for block in source:
-            yield from self._push(conditioner(block), conditioner)
-        yield from self._push(conditioner.flush(), conditioner)
-        if self._since_hop or conditioner.repaired:
+            yield from self._push(self._condition(conditioner, block))
+        yield from self._push(conditioner.flush())
+        if self._since_hop:
             # The stream ended between hops: its last audio still gets tagged.
             self._since_hop = 0
-            nan_samples, conditioner.repaired = conditioner.repaired, 0
-            yield self._event(nan_samples)
+            yield self._event(last=True)
 
     def lines(self, source: Iterable, top_k: int = 5, sample_rate: int | None = None):
         for event in self.run(source, sample_rate):

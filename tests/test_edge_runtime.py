@@ -1,0 +1,340 @@
+"""edge_runtime: ring buffer, sources, conditioning, streaming, JSON lines, CLI and robustness (issue 7)."""
+
+import io
+import json
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+
+from edge_runtime import (ArraySource, Conditioner, FileSource, HopResult, PcmSource, RingBuffer,
+                          StreamTagger, Tagger, read_metadata)
+from edge_runtime import tagger as tagger_module
+from test_edge_equivalence import CLIP, build_pair
+
+RATE = 32000
+
+
+# ---------------------------------------------------------------- pieces without models
+
+def test_ring_buffer_keeps_the_last_samples_zero_padded():
+    rng = np.random.default_rng(0)
+    ring, stream = RingBuffer(1000), np.zeros(0, np.float32)
+    for size in [0, 1, 300, 999, 1000, 2500, 7, 0, 1234]:
+        block = rng.standard_normal(size).astype(np.float32)
+        ring.push(block)
+        stream = np.concatenate([stream, block])
+        expected = np.concatenate([np.zeros(1000, np.float32), stream])[-1000:]
+        np.testing.assert_array_equal(ring.window(), expected)
+        assert ring.total == len(stream) and ring.full == (len(stream) >= 1000)
+    with pytest.raises(ValueError, match="mono"):
+        ring.push(np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("fmt,subtype", [("u8", "PCM_U8"), ("s8", "PCM_S8"), ("s16le", "PCM_16"),
+                                         ("s24le", "PCM_24"), ("s32le", "PCM_32"),
+                                         ("f32le", "FLOAT")])
+def test_pcm_decoding_matches_libsndfile(fmt, subtype):
+    """Raw bytes written by libsndfile decode to what libsndfile reads back, in odd pieces."""
+    rng = np.random.default_rng(1)
+    audio = np.clip(rng.standard_normal((4001, 2)) * 0.4, -1, 0.99).astype(np.float32)
+    raw = io.BytesIO()
+    soundfile.write(raw, audio, 16000, format="RAW", subtype=subtype)
+    data = raw.getvalue() + b"\x01"  # a trailing partial frame: the stream ended mid-sample
+    reference = soundfile.read(io.BytesIO(raw.getvalue()), dtype="float32", format="RAW",
+                               subtype=subtype, samplerate=16000, channels=2)[0]
+
+    class Trickle(io.BytesIO):  # a pipe that hands over 7 bytes at a time
+        def read1(self, n=-1):
+            return super().read(min(n, 7))
+
+    source = PcmSource(Trickle(data), 16000, fmt, channels=2, block_seconds=0.01)
+    decoded = np.concatenate(list(source))
+    np.testing.assert_allclose(decoded, reference, atol=1e-7)
+    assert source.dropped_bytes == 1
+
+
+def test_conditioner_streams_like_one_shot_resampling():
+    rng = np.random.default_rng(2)
+    stereo = rng.standard_normal((48000, 2)).astype(np.float32) * 0.1
+    cond = Conditioner(16000, RATE)
+    sizes = rng.integers(1, 5000, 40)
+    pieces, at = [], 0
+    for size in sizes:
+        pieces.append(cond(stereo[at:at + size]))
+        at += size
+    pieces.append(cond(stereo[at:]))
+    pieces.append(cond.flush())
+    expected = soxr.resample(stereo.mean(axis=1), 16000, RATE)
+    np.testing.assert_allclose(np.concatenate(pieces), expected, atol=1e-6)
+    assert cond.repaired == 0
+
+
+def test_conditioner_repairs_non_finite_and_clips_garbage():
+    cond = Conditioner(RATE, RATE)
+    block = np.array([0.5, np.nan, np.inf, -np.inf, 1e9, -0.25], np.float32)
+    out = cond(block)
+    np.testing.assert_array_equal(out, [0.5, 0, 0, 0, 100.0, -0.25])
+    assert cond.repaired == 3
+
+
+def test_paced_file_takes_real_time_and_offline_does_not(tmp_path):
+    path = tmp_path / "half.wav"
+    soundfile.write(path, np.zeros(8000, np.float32), 16000)
+    start = time.monotonic()
+    frames = sum(len(b) for b in FileSource(path, paced=True))
+    assert frames == 8000 and time.monotonic() - start >= 0.45
+    assert sum(len(b) for b in FileSource(path, paced=False)) == 8000
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....not audio")
+    with pytest.raises(ValueError, match="cannot read audio file"):
+        FileSource(bad)
+
+
+# ---------------------------------------------------------------- streaming with stub models
+
+LABELS = [{"index": i, "mid": f"/s/{i}", "display_name": f"stub {i}"} for i in range(4)]
+STUB_META = {"format": "glat-tf-litert/1", "backbone": "stub", "sample_rate": RATE,
+             "window_samples": 2 * RATE, "crop_samples": RATE // 2, "n_clips": 2, "tau": 0.5,
+             "num_classes": 4, "frames": 8, "suppress_overlap": True, "labels": LABELS,
+             "variants": {}, "fusion": "max_mean"}
+
+
+STUB_GLOBAL = np.array([[0.1, 0.7, 0.4, 0.2]], np.float32)
+
+
+class StubModel:
+    """Stands in for a LiteRT model: scores from the input's statistics, inputs recorded."""
+
+    seen: list = []
+
+    def __init__(self, model, threads, expect_shape, outputs, what):
+        self.what, self.shape = what, tuple(expect_shape)
+
+    def __call__(self, x):
+        assert x.shape == self.shape and x.dtype == np.float32 and np.isfinite(x).all()
+        if self.what == "local":
+            level = np.abs(x).mean(axis=1, keepdims=True)  # (N, 1)
+            return {"clipwise": 1 / (1 + np.exp(-(level + np.arange(4)))).astype(np.float32)}
+        if StubModel.seen is not None:
+            StubModel.seen.append(x[0].copy())
+        clipwise = STUB_GLOBAL * np.float32(1 + 0.2 * np.abs(x).mean())
+        return {"clipwise": clipwise, "framewise": np.zeros((1, 8, 4), np.float32),
+                "clip_starts": np.array([[0, 40000]], np.int32),
+                "selected_classes": np.array([[1, 2]], np.int32)}
+
+
+@pytest.fixture
+def stub_tagger(monkeypatch):
+    monkeypatch.setattr(tagger_module, "_Model", StubModel)
+    StubModel.seen = []
+    return Tagger("g", "l", STUB_META)
+
+
+def test_each_hop_sees_exactly_the_stream_window(stub_tagger):
+    audio = np.random.default_rng(4).standard_normal(int(5.3 * RATE)).astype(np.float32) * 0.1
+    blocks = (audio[i:i + 777] for i in range(0, len(audio), 777))
+    events = list(StreamTagger(stub_tagger, hop_seconds=0.75).run(ArraySource(blocks, RATE)))
+    ends = [int(round(e.time * RATE)) for e in events]
+    assert ends == list(range(24000, len(audio), 24000)) + [len(audio)]  # last: stream end
+    assert [e.partial for e in events] == [end < 2 * RATE for end in ends]
+    padded = np.concatenate([np.zeros(2 * RATE, np.float32), audio])
+    for end, seen in zip(ends, StubModel.seen):
+        np.testing.assert_array_equal(seen, padded[end:end + 2 * RATE])
+
+
+def test_json_line_format(stub_tagger):
+    result = stub_tagger(np.full(2 * RATE, 0.5, np.float32))
+    line = json.loads(stub_tagger.json_line(result, time=1.5, partial=True, top_k=3))
+    assert list(line) == ["time", "partial", "top", "windows"]
+    assert line["time"] == 1.5 and line["partial"] is True
+    g = STUB_GLOBAL[0] * 1.1
+    l = 1 / (1 + np.exp(-(0.5 + np.arange(4))))  # every crop is 0.5: max = mean
+    fused = (np.maximum(g, l) + (g + l) / 2) / 2
+    assert [t["label"] for t in line["top"]] == [f"stub {i}" for i in np.argsort(-fused)[:3]]
+    assert all(list(t) == ["label", "mid", "fused", "global", "local"] for t in line["top"])
+    for t in line["top"]:
+        i = int(t["label"].split()[1])
+        assert (t["fused"], t["global"], t["local"]) == pytest.approx((fused[i], g[i], l[i]), abs=1e-5)
+    # Window 0 starts at sample 0 of a window ending at 1.5 s: before the stream, clamped to 0.
+    assert line["windows"] == [{"label": "stub 1", "start": 0.0, "end": 0.0},
+                               {"label": "stub 2", "start": 0.75, "end": 1.25}]
+    flagged = json.loads(stub_tagger.json_line(result, 9.0, False, top_k=1, nan_samples=7))
+    assert flagged["nan_samples"] == 7 and len(flagged["top"]) == 1
+
+
+def test_one_hour_generator_stream_keeps_memory_flat(stub_tagger):
+    """3600 hops of a 16 kHz stereo stream through the conditioner, ring buffer and tagger."""
+    block = np.random.default_rng(5).standard_normal((8000, 2)).astype(np.float32) * 0.1
+    hour = ArraySource((block for _ in range(2 * 3600)), 16000)
+    stream = StreamTagger(stub_tagger, hop_seconds=1.0)
+    StubModel.seen = None  # keeping every window would be the test's own leak
+    tracemalloc.start()
+    try:
+        usage, count = [], 0
+        for event in stream.run(hour):
+            count += 1
+            if count % 300 == 0:
+                usage.append(tracemalloc.get_traced_memory()[0])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 3600 and event.time == pytest.approx(3600, abs=0.01)
+    # After the first 5 minutes nothing grows: the last reading is within 64 kB of the first.
+    assert max(usage) - usage[0] < 64 * 1024, usage
+    assert peak < 8 * 2**20
+
+
+
+# ---------------------------------------------------------------- the real exported pair
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    built = build_pair(tmp_path_factory, "f32")
+    meta = read_metadata(built.dir)
+    files = meta["variants"]["f32"]
+    return built.dir / files["global"], built.dir / files["local"], meta
+
+
+@pytest.fixture(scope="module")
+def clip():
+    audio, rate = soundfile.read(CLIP, dtype="float32")
+    assert rate == RATE
+    return audio
+
+
+def _run(pair, source, hop=1.0):
+    tagger = Tagger(pair[0], pair[1], pair[2])
+    return list(StreamTagger(tagger, hop).run(source))
+
+
+def _cli(pair, *args, stdin=None, timeout=120):
+    command = [sys.executable, "-m", "edge_runtime.stream", "--global", str(pair[0]),
+               "--local", str(pair[1]), *args]
+    return subprocess.run(command, input=stdin, capture_output=True, timeout=timeout)
+
+
+def test_runtime_loads_no_tensorflow(pair, tmp_path):
+    script = (
+        "import sys, json\n"
+        "from edge_runtime.stream import main\n"
+        f"code = main(['--global', {str(pair[0])!r}, '--local', {str(pair[1])!r},\n"
+        f"             '--input', {str(CLIP)!r}, '--offline'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in\n"
+        "               ('tensorflow', 'keras', 'glat_tf', 'tf_keras', 'jax', 'torch'))\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    *lines, report = done.stdout.splitlines()
+    assert json.loads(report) == {"code": 0, "heavy": []}, done.stderr
+    assert len(lines) == 7 and all(json.loads(line)["top"] for line in lines)
+
+
+def test_stdin_pcm_equals_the_same_audio_from_a_file(pair, clip, tmp_path):
+    """16 kHz stereo s16le on stdin, cut mid-frame, tags as the same samples in a WAV."""
+    stereo = np.stack([soxr.resample(clip, RATE, 16000), np.zeros(len(clip) // 2)], axis=1)
+    ints = np.round(np.clip(stereo, -1, 32767 / 32768) * 32768).astype("<i2")
+    wav = tmp_path / "stereo16k.wav"
+    soundfile.write(wav, ints, 16000, subtype="PCM_16")
+    done = _cli(pair, "--input", "-", "--rate", "16000", "--channels", "2", "--format", "s16le",
+                stdin=ints.tobytes() + b"\x00\x01\x02")
+    assert done.returncode == 0, done.stderr
+    assert b"dropped 3 trailing bytes" in done.stderr
+    from_file = _cli(pair, "--input", str(wav), "--offline")
+    assert from_file.returncode == 0 and done.stdout == from_file.stdout
+    assert len(done.stdout.splitlines()) == 7
+
+
+def test_stereo_is_mixed_down_by_the_mean(pair, clip):
+    stereo = _run(pair, ArraySource([np.stack([clip, np.zeros_like(clip)], axis=1)], RATE))
+    mono = _run(pair, ArraySource([clip / 2], RATE))
+    for a, b in zip(stereo, mono):
+        np.testing.assert_allclose(a.result.fused, b.result.fused, atol=1e-6)
+    assert len(stereo) == len(mono) == 7
+
+
+@pytest.mark.parametrize("rate,subtype,atol", [(44100, "PCM_24", 0.01), (16000, "PCM_16", 0.03),
+                                               (RATE, "PCM_U8", 0.05)])
+def test_other_rates_and_bit_depths_tag_like_the_original(pair, clip, tmp_path, rate, subtype,
+                                                          atol):
+    path = tmp_path / f"clip_{rate}_{subtype}.wav"
+    soundfile.write(path, soxr.resample(clip, RATE, rate) if rate != RATE else clip, rate,
+                    subtype=subtype)
+    events = _run(pair, FileSource(path))
+    reference = _run(pair, ArraySource([clip], RATE))
+    assert [round(e.time, 2) for e in events] == [round(e.time, 2) for e in reference]
+    for a, b in zip(events, reference):
+        assert np.isfinite(a.result.fused).all()
+        np.testing.assert_allclose(a.result.fused, b.result.fused, atol=atol)
+
+
+def test_nan_samples_are_zeroed_and_flagged(pair, clip):
+    dirty = clip.copy()
+    dirty[int(2.5 * RATE):int(2.5 * RATE) + 100] = np.nan
+    tagger = Tagger(*pair)
+    events = list(StreamTagger(tagger, 1.0).run(ArraySource([dirty], RATE)))
+    assert [e.nan_samples for e in events] == [0, 0, 100, 0, 0, 0, 0]
+    assert all(np.isfinite(e.result.fused).all() for e in events)
+    zeroed = np.nan_to_num(dirty, nan=0.0)
+    for a, b in zip(events, _run(pair, ArraySource([zeroed], RATE))):
+        np.testing.assert_array_equal(a.result.fused, b.result.fused)
+    line = json.loads(tagger.json_line(events[2].result, events[2].time, events[2].partial,
+                                       nan_samples=events[2].nan_samples))
+    assert line["nan_samples"] == 100 and "nan_samples" not in json.loads(
+        tagger.json_line(events[3].result, events[3].time, events[3].partial))
+
+
+def test_long_silence_gives_finite_steady_scores(pair):
+    silence = ArraySource((np.zeros(RATE, np.float32) for _ in range(60)), RATE)
+    events = _run(pair, silence, hop=2.0)
+    assert len(events) == 30
+    full = np.stack([e.result.fused for e in events if not e.partial])
+    assert np.isfinite(full).all() and (full == full[0]).all()
+
+
+def test_streams_shorter_than_a_hop_and_empty_streams(pair, clip):
+    short = _run(pair, ArraySource([clip[:9600]], RATE))
+    assert [(e.time, e.partial) for e in short] == [(0.3, True)]
+    assert _run(pair, ArraySource([], RATE)) == []
+    done = _cli(pair, "--input", "-", stdin=b"")
+    assert done.returncode == 0 and done.stdout == b""
+
+
+def test_bad_input_gives_clear_errors(pair, tmp_path):
+    swapped = _cli(pair[::-1][1:] + (pair[0],), "--input", str(CLIP), "--offline")
+    assert swapped.returncode == 2 and b"metadata.json says" in swapped.stderr
+    missing = _cli(pair, "--input", str(tmp_path / "nope.wav"), "--offline")
+    assert missing.returncode == 2 and b"cannot read audio file" in missing.stderr
+    lonely = tmp_path / "g.tflite"
+    lonely.write_bytes(pair[0].read_bytes())
+    no_meta = subprocess.run([sys.executable, "-m", "edge_runtime.stream", "--global", str(lonely),
+                              "--local", str(pair[1]), "--input", str(CLIP)],
+                             capture_output=True, timeout=60)
+    assert no_meta.returncode == 2 and b"no metadata.json" in no_meta.stderr
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError):
+        mic = _cli(pair, "--input", "mic")
+        assert mic.returncode == 2 and b"pip install sounddevice" in mic.stderr
+
+
+def test_one_hour_with_the_real_models_keeps_memory_flat(pair):
+    """One hour from a generator, real interpreters, a large hop: resident memory stays put."""
+    second = np.random.default_rng(6).standard_normal(RATE).astype(np.float32) * 0.05
+    rss = []
+    def resident():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+    hour = ArraySource((second for _ in range(3600)), RATE)
+    for k, event in enumerate(_run(pair, hour, hop=30.0)):
+        rss.append(resident())
+    assert len(rss) == 120 and event.time == 3600.0
+    assert rss[-1] - rss[19] < 4 * 2**20, [r // 2**20 for r in rss[::10]]
