@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from typing import Sequence
-
 import numpy as np
 import tensorflow as tf
 
@@ -29,9 +27,15 @@ _CHUNK = 64  # records parsed together: batched parsing is ~10x cheaper per reco
 _READ_BUFFER = 1 << 20
 
 
-def read_manifest(shard_dir_or_glob: str | Sequence[str]) -> dict:
+def _patterns(file_pattern) -> list[str]:
+    if isinstance(file_pattern, (str, os.PathLike)):
+        return [os.fspath(file_pattern)]
+    return [os.fspath(p) for p in file_pattern]
+
+
+def read_manifest(shard_dir_or_glob) -> dict:
     """The manifest.json that ingest wrote beside the shards (a folder, a glob or a file list)."""
-    first = shard_dir_or_glob if isinstance(shard_dir_or_glob, str) else shard_dir_or_glob[0]
+    first = _patterns(shard_dir_or_glob)[0]
     folder = first if tf.io.gfile.isdir(first) else os.path.dirname(first)
     path = os.path.join(folder, "manifest.json")
     if not tf.io.gfile.exists(path):
@@ -40,10 +44,9 @@ def read_manifest(shard_dir_or_glob: str | Sequence[str]) -> dict:
         return json.load(f)
 
 
-def _list_files(file_pattern: str | Sequence[str]) -> list[str]:
-    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+def _list_files(file_pattern) -> list[str]:
     files = []
-    for pattern in patterns:
+    for pattern in _patterns(file_pattern):
         if tf.io.gfile.isdir(pattern):
             pattern = os.path.join(pattern, "*.tfrecord")
         files += tf.io.gfile.glob(pattern)

@@ -65,7 +65,10 @@ def decode_pcm(pcm: tf.Tensor, num_samples: int | None = None) -> tf.Tensor:
     """(B,) int16 byte strings -> (B, S) float32 in [-1, 1); num_samples pads/cuts to S."""
     fixed = None if num_samples is None else 2 * int(num_samples)
     wave = tf.io.decode_raw(pcm, tf.int16, little_endian=True, fixed_length=fixed)
-    wave = tf.cast(wave, tf.float32) * (1.0 / PCM_SCALE)
+    # One op instead of cast then multiply: x * max_range / 32767 = x / 32768 exactly, and
+    # one float buffer less per batch (fresh buffers cost page faults, more than the arithmetic).
+    wave = tf.quantization.dequantize(tf.bitcast(wave, tf.qint16), -1.0, 32767 / PCM_SCALE,
+                                      mode="SCALED")
     if num_samples is not None:
         wave = tf.ensure_shape(wave, [None, int(num_samples)])  # (batch, samples)
     return wave
