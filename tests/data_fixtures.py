@@ -19,7 +19,7 @@ def small_demo(tmp_path_factory):
     from glat_tf.data.demo import ensure_demo_shards
 
     root = tmp_path_factory.getbasetemp() / "glat_demo"
-    return ensure_demo_shards(root, seed=0, n_train=24, n_eval=12, shard_size=8)
+    return ensure_demo_shards(root, seed=0, n_train=24, n_eval=12, shard_size=8, workers=1)
 
 
 def write_tiny_shards(folder: Path, clips, shard_size: int, num_classes: int,

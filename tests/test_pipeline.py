@@ -90,7 +90,6 @@ def test_demo_train_batches(small_demo):  # noqa: F811
 
 
 def test_eval_yields_every_clip_exactly_once_in_order(small_demo):  # noqa: F811
-    manifest_ids = None
     runs = []
     for _ in range(2):
         ids, sizes = [], []
@@ -99,15 +98,15 @@ def test_eval_yields_every_clip_exactly_once_in_order(small_demo):  # noqa: F811
             sizes.append(wave.shape[0])
             assert wave.shape[1] == 320000 and labels.shape[1] == 10
         runs.append(ids)
-    manifest_ids = runs[0]
     assert sizes == [5, 5, 2]  # no dropped remainder
-    assert runs[0] == runs[1] == sorted(set(manifest_ids)) and len(manifest_ids) == 12
-    parts = []
-    for index in range(2):
-        context = tf.distribute.InputContext(2, index, 2)
-        parts.append([i.decode() for *_, b in pipeline.eval_dataset(
-            small_demo["eval"], 4, 10, with_ids=True, input_context=context) for i in b.numpy()])
-    assert sorted(parts[0] + parts[1]) == runs[0] and not set(parts[0]) & set(parts[1])
+    assert runs[0] == runs[1] == sorted(set(runs[0])) and len(runs[0]) == 12
+    for pipelines in (2, 3):  # 2 eval shards: split by file, then (3 > 2) by record
+        parts = []
+        for index in range(pipelines):
+            context = tf.distribute.InputContext(pipelines, index, pipelines)
+            parts += [i.decode() for *_, b in pipeline.eval_dataset(
+                small_demo["eval"], 6, 10, with_ids=True, input_context=context) for i in b.numpy()]
+        assert sorted(parts) == runs[0]
 
 
 def test_input_context_gives_per_replica_batches(imbalanced):

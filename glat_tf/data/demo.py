@@ -36,7 +36,7 @@ def _shards_ready(shard_dir: Path) -> dict | None:
 
 
 def ensure_demo_shards(root: str | os.PathLike = "demo_data", seed: int = 0, *, n_train: int = 400,
-                       n_eval: int = 120, shard_size: int = 64, workers: int = 1) -> dict:
+                       n_eval: int = 120, shard_size: int = 64, workers: int = 2) -> dict:
     """Make (if absent) and ingest (if absent) the synthetic demo set; quick when both exist.
 
     Returns train and eval shard globs, labels_csv, strong_labels, manifest, raw_dir, shard_dir.
