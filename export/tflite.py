@@ -14,6 +14,11 @@ from export.labels import label_rows, model_facts
 FORMAT = "glat-tf-litert/1"
 VARIANTS = ("f32", "f16", "dyn", "int8")
 DEFAULT_WINDOW_SECONDS = 10.0
+# Kept float: the log-mel (int8 log-mel was 0.5-3.6 nats off on quiet audio, RFFT2D is
+# float only), and in int8 also the selection and the sigmoids feeding it.
+FLOAT_SCOPES = ("frontend",)
+INT8_FLOAT_SCOPES = ("frontend", "select_clips")
+INT8_FLOAT_OPS = ("LOGISTIC",)
 
 
 def global_function(model):
@@ -43,9 +48,29 @@ def stream_signature(model, stream: str, window_samples: int) -> list[tf.TensorS
     return [tf.TensorSpec([model.n_clips, model.window], tf.float32, name="crops")]
 
 
+def calibration_inputs(model, stream: str, clips: np.ndarray) -> list[np.ndarray]:
+    """Representative inputs of one stream: whole windows, or the crops the model picks in them."""
+    clips = np.asarray(clips, np.float32)
+    if stream == "global":
+        return [clip[None] for clip in clips]
+    inputs = []
+    for start in range(0, len(clips), 16):
+        batch = clips[start:start + 16]
+        starts = model(batch, training=False)["clip_starts"].numpy()  # (batch, N)
+        for clip, row in zip(batch, starts):
+            inputs.append(np.stack([clip[s:s + model.window] for s in row]))
+    return inputs
+
+
 def convert_stream(model, stream: str, variant: str, window_samples: int,
                    calibration=None) -> bytes:
-    """One stream of the pair as a LiteRT flatbuffer of the given variant."""
+    """One stream of the pair as a LiteRT flatbuffer of the given variant.
+
+    f32 as trained; f16 stores weights in half precision; dyn stores int8 weights and
+    computes in float; int8 also runs activations in int8, calibrated on `calibration`
+    (clips, window_samples). The frontend stays float in every variant, and in int8 so
+    do the selection and the sigmoids (quantized probabilities tie in argmax).
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     fn = global_function(model) if stream == "global" else local_function(model)
@@ -53,7 +78,20 @@ def convert_stream(model, stream: str, variant: str, window_samples: int,
     track = [model.global_backbone if stream == "global" else model.local_backbone]
     if variant == "f32":
         return litert_convert.convert(fn, signature, track)
-    raise NotImplementedError(f"variant {variant} is not written yet")
+    default = [tf.lite.Optimize.DEFAULT]
+    if variant == "f16":
+        return litert_convert.convert(fn, signature, track, optimizations=default,
+                                      supported_types=[tf.float16])
+    if variant == "dyn":
+        return litert_convert.convert(fn, signature, track, optimizations=default,
+                                      float_scopes=FLOAT_SCOPES)
+    if calibration is None or len(calibration) == 0:
+        raise ValueError("the int8 variant needs calibration clips (real audio)")
+    inputs = calibration_inputs(model, stream, calibration)
+    return litert_convert.convert(fn, signature, track, optimizations=default,
+                                  representative_dataset=lambda: ([x] for x in inputs),
+                                  int8_ops=True, float_scopes=INT8_FLOAT_SCOPES,
+                                  float_ops=INT8_FLOAT_OPS)
 
 
 def check_exportable(model) -> None:
@@ -115,8 +153,53 @@ def read_calibration(pattern: str, num_classes: int, window_samples: int, clips:
     return fit_length(found, window_samples)
 
 
-def fuse(global_scores: np.ndarray, local_clipwise: np.ndarray) -> np.ndarray:
+def fuse(global_scores: np.ndarray, local_clipwise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The model's fusion in NumPy: local = max_mean over crops, fused = max_mean(global, local)."""
     local = (local_clipwise.max(axis=0) + local_clipwise.mean(axis=0)) / 2
     pair = np.stack([global_scores, local], axis=0)
     return (pair.max(axis=0) + pair.mean(axis=0)) / 2, local
+
+
+class LitePair:
+    """The exported pair run as the device would: global window -> N crops -> local -> fusion.
+
+    Input: one window (window_samples,) float32, or (clips, window_samples) via `run_many`.
+    Output dict: fused/global/local (L,), clip_starts (N,) samples, selected_classes (N,),
+    per_crop (N, L) local probabilities.
+
+    Example:
+        pair = LitePair.from_dir("export_out", "int8", threads=1)
+        out = pair(waveform)  # waveform: (metadata["window_samples"],) float32
+        out["fused"].shape  # (L,)
+    """
+
+    def __init__(self, global_flatbuffer: bytes, local_flatbuffer: bytes, crop_samples: int,
+                 threads: int = 1):
+        self.global_runner = litert_convert.signature_runner(global_flatbuffer, threads)
+        self.local_runner = litert_convert.signature_runner(local_flatbuffer, threads)
+        self.crop_samples = crop_samples
+
+    @classmethod
+    def from_dir(cls, out_dir, variant: str, threads: int = 1) -> "LitePair":
+        out = pathlib.Path(out_dir)
+        meta = json.loads((out / "metadata.json").read_text())
+        if variant not in meta["variants"]:
+            raise ValueError(f"{out} has variants {sorted(meta['variants'])}, not {variant!r}")
+        files = meta["variants"][variant]
+        return cls((out / files["global"]).read_bytes(), (out / files["local"]).read_bytes(),
+                   meta["crop_samples"], threads)
+
+    def __call__(self, waveform: np.ndarray) -> dict[str, np.ndarray]:
+        waveform = np.asarray(waveform, np.float32)
+        g = self.global_runner(waveform=waveform[None])
+        starts = g["clip_starts"][0]
+        crops = np.stack([waveform[s:s + self.crop_samples] for s in starts])  # (N, crop)
+        per_crop = self.local_runner(crops=crops)["clipwise"]  # (N, L)
+        fused, local = fuse(g["clipwise"][0], per_crop)
+        return {"fused": fused, "global": g["clipwise"][0], "local": local,
+                "clip_starts": starts, "selected_classes": g["selected_classes"][0],
+                "per_crop": per_crop}
+
+    def run_many(self, waveforms: np.ndarray) -> dict[str, np.ndarray]:
+        outs = [self(w) for w in waveforms]
+        return {k: np.stack([o[k] for o in outs]) for k in outs[0]}

@@ -1,0 +1,68 @@
+"""A GlatModel -> TF Serving's SavedModel layout `<out>/<version>/` with the label CSV as an asset."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import keras
+import tensorflow as tf
+
+SIGNATURE = "serving_default"
+OUTPUTS = ("fused", "global", "local", "clip_starts", "selected_classes")
+
+
+def serving_function(model):
+    """waveform (batch, samples) float32 -> fused/global/local (batch, L), clip_starts (batch, N)
+    in seconds, selected_classes (batch, N) int32. Short or non-finite input fails loudly."""
+    window, rate = model.window, float(model.sample_rate)
+
+    def serve(waveform):
+        # Checked inside the graph: a served model has no Python left to raise errors.
+        tf.debugging.assert_greater_equal(
+            tf.shape(waveform)[1], window,
+            message=f"waveform needs at least {window} samples (tau={model.tau} s at "
+                    f"{model.sample_rate} Hz)")
+        tf.debugging.assert_all_finite(waveform, "waveform holds NaN or Inf samples")
+        out = model(waveform, training=False)
+        return {"fused": out["fused"], "global": out["global"], "local": out["local"],
+                "clip_starts": tf.cast(out["clip_starts"], tf.float32) / rate,
+                "selected_classes": out["selected_classes"]}
+    return serve
+
+
+def export_saved_model(model, out_dir, labels, *, version: int = 1,
+                       overwrite: bool = False) -> pathlib.Path:
+    """Writes `<out_dir>/<version>/` (saved_model.pb, variables/, assets/labels.csv).
+
+    `labels` is a LabelMap of the model's classes. TF Serving serves the highest
+    version under `out_dir`; an existing version is refused unless `overwrite`.
+    """
+    if model.selection != "attention":
+        raise ValueError(f"selection={model.selection!r} is the random control experiment; "
+                         "only selection='attention' models are exported")
+    if len(labels) != model.num_classes:
+        raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be a positive integer (TF Serving's layout), got {version!r}")
+    target = pathlib.Path(out_dir) / str(version)
+    if target.exists() and any(target.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{target} already exists: pick another --version")
+        shutil.rmtree(target)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(SIGNATURE, serving_function(model), input_signature=[
+        tf.TensorSpec([None, None], tf.float32, name="waveform")])
+    # Written beside the target, then renamed: TF Serving polls the folder and must never
+    # see half a version.
+    partial = target.parent / f".{target.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    archive.write_out(str(partial), verbose=False)
+    # ExportArchive keeps only lookup-table assets; the label CSV is a file for clients
+    # to map output columns to names, so it is placed in assets/ directly.
+    (partial / "assets").mkdir(exist_ok=True)
+    labels.to_csv(partial / "assets" / "labels.csv")
+    partial.rename(target)
+    return target
