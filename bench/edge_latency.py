@@ -74,22 +74,27 @@ def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops
     (variant, files), = meta["variants"].items()
     tagger = Tagger(pair_dir / files["global"], pair_dir / files["local"], meta, threads=threads)
     events = StreamTagger(tagger, hop).run(FileSource(stream_wav))
-    per_hop = []
+    per_hop, cpu = [], []
     for _ in range(hops + WARMUP_HOPS):
         # All the work of one hop: read, resample, ring buffer, global, crops, local, fuse, JSON.
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         event = next(events, None)
         if event is None:
             break
         tagger.json_line(event.result, event.time, event.partial)
         per_hop.append(time.perf_counter() - start)
-    steady = np.array(per_hop[WARMUP_HOPS:])
+        cpu.append(time.process_time() - start_cpu)
+    steady, cpu = np.array(per_hop[WARMUP_HOPS:]), np.array(cpu[WARMUP_HOPS:])
     if not len(steady):
         raise ValueError(f"{stream_wav} is too short for {WARMUP_HOPS + 1} hops of {hop} s")
     return {"variant": variant, "threads": threads, "hops": len(steady), "hop_s": hop,
             "p50_ms": 1e3 * float(np.percentile(steady, 50)),
             "p95_ms": 1e3 * float(np.percentile(steady, 95)),
             "max_ms": 1e3 * float(steady.max()),
+            # CPU time is what the hop costs when the core is not shared with other work.
+            "cpu_p50_ms": 1e3 * float(np.percentile(cpu, 50)),
+            "cpu_p95_ms": 1e3 * float(np.percentile(cpu, 95)),
+            "load_avg_1min": os.getloadavg()[0],
             "real_time_factor": float(steady.sum() / (len(steady) * hop)),
             "peak_rss_mb": _peak_rss_mb(),
             "size_mb": sum((pair_dir / f).stat().st_size for f in files.values()) / 2**20,
@@ -98,11 +103,13 @@ def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops
 
 
 def table(rows) -> str:
-    lines = ["| variant | threads | size MB | p50 ms/hop | p95 ms/hop | RTF | peak RSS MB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | threads | size MB | p50 ms/hop | p95 ms/hop | CPU p50 ms | CPU p95 ms "
+             "| RTF | peak RSS MB | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['threads']} | {r['size_mb']:.1f} | {r['p50_ms']:.1f} | "
-                     f"{r['p95_ms']:.1f} | {r['real_time_factor']:.3f} | {r['peak_rss_mb']:.0f} |")
+        lines.append(f"| {r['variant']} | {r['threads']} | {r['size_mb']:.1f} | {r['p50_ms']:.0f} | "
+                     f"{r['p95_ms']:.0f} | {r['cpu_p50_ms']:.0f} | {r['cpu_p95_ms']:.0f} | "
+                     f"{r['real_time_factor']:.3f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['load_avg_1min']:.1f} |")
     return "\n".join(lines)
 
 
