@@ -40,6 +40,18 @@ def test_balanced_draws_are_uniform_over_classes(imbalanced):
     assert freq[0] < 0.03 and freq[-1] > 0.4, freq  # the test above could fail
 
 
+def test_multi_label_marginal_matches_balanced_train_sampler(tmp_path):
+    """BalancedTrainSampler draws clip x with p(x) = sum_{c in x} 1 / (L n_c)."""
+    labels = [[0], [0, 1], [1], [1], [2]]  # n = (2, 3, 1)
+    clips = [(f"x{i}", np.full(4, i, np.int16), y) for i, y in enumerate(labels)]
+    pattern = write_tiny_shards(tmp_path, clips, 2, 3, manifest=True)
+    waves = np.concatenate([w.numpy() for w, _ in pipeline.train_dataset(
+        pattern, 50, 3, seed=0, shuffle_buffer=64).take(100)])
+    observed = np.bincount(np.round(waves[:, 0] * 32768).astype(int), minlength=5) / len(waves)
+    expected = np.array([1 / 2, 1 / 2 + 1 / 3, 1 / 3, 1 / 3, 1]) / 3
+    np.testing.assert_allclose(observed, expected, rtol=0.1)
+
+
 def test_explicit_class_counts_replace_the_manifest(imbalanced):
     # Counts claiming class 5 is rare make it over-drawn: the argument is really used.
     counts = np.array(COUNTS)

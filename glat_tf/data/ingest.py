@@ -44,7 +44,7 @@ class ClipError(Exception):
         self.reason, self.detail = reason, detail
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # slots: 2M rows of AudioSet stay small
 class Row:
     audio_id: str
     path: str

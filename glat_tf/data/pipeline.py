@@ -1,16 +1,6 @@
 """tf.data from shard globs: a class-balanced training stream and an exactly-once evaluation stream.
 
-Balanced sampling has the marginal of PANNs' BalancedTrainSampler (draw a class uniformly, then
-a clip that contains it), so clip x is drawn with probability w(x) = sum_{c in x} 1 / (L * n_c).
-Shards are not random-access, so instead of seeking to clips the stream reads every clip once
-per pass and emits it round(N * w(x)) times (stochastic rounding: the mean is exact), then a
-shuffle buffer spreads the copies. Reads per emitted clip: 1 (a filter per class would read
-N / n_c records per draw: ~200 for AudioSet's rarest classes). Memory is bounded and independent
-of the number of clips or classes:
-    shuffle_buffer * clip bytes (int16: 640 kB for 10 s at 32 kHz; 1024 -> 0.66 GB)
-  + cycle_length (<= 8) open readers with 1 MB buffers + a few batches in prefetch.
-The cost of streaming: copies of a rare clip enter the buffer together; a buffer of B spreads
-them over ~B draws (AudioSet: at most ~40 copies per pass for the rarest class).
+Memory bound and sampling design: see the notes above `_balanced_copies`.
 """
 
 from __future__ import annotations
@@ -18,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+
 import numpy as np
 import tensorflow as tf
 
@@ -61,7 +52,7 @@ def _describe(files: list[str], num_classes: int) -> dict:
         manifest = read_manifest(files[0])
     except FileNotFoundError:
         manifest = None
-    info = {"compression": None, "clip_samples": None, "class_counts": None}
+    info = {"compression": None, "clip_samples": None, "class_counts": None, "num_clips": None}
     if manifest is not None:
         if manifest["num_classes"] > num_classes:
             raise ValueError(f"num_classes={num_classes} but the shards have "
@@ -76,6 +67,7 @@ def _describe(files: list[str], num_classes: int) -> dict:
                 for index, n in entry["class_counts"].items():
                     counts[int(index)] += n
             info["class_counts"] = counts
+            info["num_clips"] = sum(entry["num_records"] for _, entry in found)
             info["compression"] = manifest["splits"][found[0][0]]["compression"]
     if info["compression"] is None:  # no manifest: look at the gzip magic number
         with tf.io.gfile.GFile(files[0], "rb") as f:
@@ -98,11 +90,26 @@ def _parse_chunk(serialized, num_classes: int) -> dict:
     return {"audio_id": parsed["audio_id"], "pcm": parsed["pcm"], "labels": parsed["labels"]}
 
 
-def _balanced_copies(labels, class_counts: np.ndarray, seed):
+# Balanced sampling has the marginal of PANNs' BalancedTrainSampler (draw a class uniformly, then
+# a clip that contains it): clip x is drawn with probability w(x) = sum_{c in x} 1 / (L * n_c).
+# Shards are not random-access, so rather than seeking to clips the stream reads every clip once
+# per pass and emits it N * w(x) times (stochastic rounding: the mean is exact); a shuffle buffer
+# spreads the copies. One read per emitted clip, where one filtered reader per class would read
+# N / n_c records per draw (20,000 for a class of 100 clips among AudioSet's 2M) and keep L
+# readers open. Memory is bounded, independent of the number of clips and classes:
+#     shuffle_buffer * clip bytes (int16: 640 kB per 10 s at 32 kHz; 1024 -> 0.66 GB)
+#   + up to 8 open readers with 1 MB buffers + a few batches in prefetch.
+# The price: the copies of a rare clip (N / (L * n_c): 38 for that class of 100) enter the
+# buffer together, and a buffer of B spreads them over about B draws.
+#
+# Throughput: start TensorFlow with TF_CPU_ALLOCATOR_USE_BFC=true. A batch of 32 10-s clips is
+# 41 MB of float32 and the default CPU allocator maps fresh pages for each such buffer:
+# bench/input_pipeline.py measured 3-4x fewer clips per CPU-second without it.
+def _balanced_copies(labels, class_counts: np.ndarray, num_clips: int, seed):
     """Copies of each clip in one pass: stochastic rounding of N * sum_{c in x} 1 / (L * n_c)."""
     counts = np.asarray(class_counts, np.float64)
     present = counts > 0
-    per_label = np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
+    per_label = np.where(present, num_clips / (present.sum() * np.maximum(counts, 1)), 0.0)
     expected = tf.linalg.matvec(labels, tf.constant(per_label, tf.float32))  # (chunk,)
     jitter = tf.random.stateless_uniform(tf.shape(expected), seed=seed)
     return tf.cast(tf.floor(expected + jitter), tf.int32)
@@ -128,6 +135,8 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
             raise ValueError("balanced=True needs class_counts: no manifest.json lists these shards")
         if len(class_counts) != num_classes or not np.any(class_counts):
             raise ValueError(f"class_counts must hold {num_classes} counts, not all zero")
+        # Only the copies per pass depend on N; without a manifest, sum(n_c) bounds it from above.
+        num_clips = info["num_clips"] or int(np.sum(class_counts))
     clip_samples = info["clip_samples"]
     if crop_samples is not None and clip_samples is not None and crop_samples > clip_samples:
         raise ValueError(f"crop_samples={crop_samples} exceeds the clips' {clip_samples} samples")
@@ -153,7 +162,7 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
         parsed = _parse_chunk(serialized, num_classes)
         if not balanced:
             return parsed
-        copies = _balanced_copies(parsed["labels"], class_counts, tf.stack([seed, step]))
+        copies = _balanced_copies(parsed["labels"], class_counts, num_clips, tf.stack([seed, step]))
         take = tf.repeat(tf.range(tf.size(copies)), copies)
         return {k: tf.gather(v, take) for k, v in parsed.items()}
 
