@@ -17,9 +17,9 @@ LABELS = [{"index": i, "mid": f"/t/{i}", "display_name": f"event {i}"} for i in 
 
 # f32 LiteRT runs the same float graph as Keras: only summation order differs.
 F32_ATOL = 1e-5
-# int8: backbones and heads quantized (frontend float); measured max |fused diff| on this
-# clip is stated in the report; this bound is what the test holds it to.
-INT8_ATOL = 0.05
+# int8: backbones and heads quantized, frontend, selection and sigmoids float. Measured on
+# this clip: max |fused diff| 0.005 (partial windows included, given the calibration below).
+INT8_ATOL = 0.02
 
 
 @dataclasses.dataclass
@@ -34,12 +34,21 @@ class Pair:
 _PAIRS: dict = {}
 
 
-def _calibration(windows: int = 102) -> np.ndarray:
-    """(windows, WINDOW) cut from synthetic demo clips: events over noise, as real input looks."""
+def _calibration(windows: int = 40) -> np.ndarray:
+    """(windows, WINDOW) cut from synthetic demo clips (events over noise), a quarter of them
+    zero-padded at the front as the runtime's partial windows are.
+
+    Calibrated on full windows only, the int8 pair was 0.13 off Keras on partial windows
+    (and 0.002 on full ones); with these it is 0.005 on both. Fewer than the export CLI's
+    100 clips, to keep the test short; the bound below holds with them.
+    """
     from glat_tf.data.synthetic import make_clip
     rng = np.random.default_rng(3)
     clips = [make_clip(rng)[0] for _ in range(windows // 2)]
-    return np.stack([c[s:s + WINDOW] for c in clips for s in (0, len(c) - WINDOW)])
+    out = np.stack([c[s:s + WINDOW] for c in clips for s in (0, len(c) - WINDOW)])
+    for k, row in enumerate(out[::4]):
+        row[:(k % 3 + 1) * WINDOW // 4] = 0.0
+    return out
 
 
 def build_pair(tmp_path_factory, variant: str) -> Pair:
@@ -151,7 +160,7 @@ def test_int8_stream_within_stated_tolerance_of_keras(tmp_path_factory):
     diff = np.abs(fused - expected["fused"])
     print(f"int8 vs Keras fused: max {diff.max():.4f}, mean {diff.mean():.4f}")
     assert diff.max() < INT8_ATOL
-    # Quantization may move a window; it must still pick the same classes as Keras mostly.
+    # Quantization may move a window by a frame or two; the classes it picks stay Keras'.
     same = np.mean([set(e.result.classes) == set(c)
                     for e, c in zip(events, expected["selected_classes"])])
-    assert same >= 0.5
+    assert same >= 0.8
