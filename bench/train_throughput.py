@@ -1,0 +1,91 @@
+"""Training clips/s of the plain backbone and of GL-AT (same preset, batch, clip length), and their ratio.
+
+    python bench/train_throughput.py --backbone cnn10_tiny --batch-size 8 --n-clips 3 --tau 2
+
+Both run the training loop's own step function (train/loop.py) on one in-memory batch, so
+the numbers are the model's cost without the input pipeline. Results: bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import keras
+import tensorflow as tf
+from tqdm import tqdm
+
+from glat_tf.model import GlatModel
+from train.baseline import BackboneTagger
+from train.loop import LoopSettings, make_optimizer, make_train_step
+
+
+def clips_per_second(model, batch, labels, steps: int, warmup: int, repeats: int) -> list[float]:
+    """clips/s of `repeats` timed runs of `steps` training steps each, after `warmup` steps."""
+    strategy = tf.distribute.get_strategy()
+    settings = LoopSettings(steps=steps, batch_size=int(batch.shape[0]))
+    optimizer = make_optimizer(settings)
+    optimizer.build(model.trainable_variables)
+    step = make_train_step(strategy, model, optimizer, settings)
+    iterator = iter(tf.data.Dataset.from_tensors((batch, labels)).repeat())
+    for _ in range(warmup):  # tracing and the first, slow executions
+        step(iterator)["loss"].numpy()
+    rates = []
+    for _ in tqdm(range(repeats), desc=model.name, unit="run", leave=False):
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = step(iterator)
+        out["loss"].numpy()
+        rates.append(steps * settings.batch_size / (time.perf_counter() - start))
+    return rates
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="cnn10_tiny")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    parser.add_argument("--sample-rate", type=int, default=32000)
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--n-clips", type=int, default=3)
+    parser.add_argument("--tau", type=float, default=2.0)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--out", default="bench/results/train_throughput.json")
+    args = parser.parse_args(argv)
+    samples = int(round(args.seconds * args.sample_rate))
+    keras.utils.set_random_seed(0)
+    batch = tf.random.normal([args.batch_size, samples], stddev=0.1)
+    labels = tf.cast(tf.random.uniform([args.batch_size, args.num_classes]) < 0.2, tf.float32)
+    models = {
+        "backbone": BackboneTagger(args.backbone, args.num_classes, args.sample_rate,
+                                   name="backbone"),
+        "glat": GlatModel(args.backbone, args.num_classes, args.n_clips, args.tau,
+                          args.sample_rate, name="glat"),
+    }
+    result = {"backbone": args.backbone, "batch_size": args.batch_size, "seconds": args.seconds,
+              "n_clips": args.n_clips, "tau": args.tau, "cpu_count": os.cpu_count(),
+              "machine": platform.processor() or platform.machine(), "tensorflow": tf.__version__}
+    for name, model in models.items():
+        model.build((None, samples))
+        rates = clips_per_second(model, batch, labels, args.steps, args.warmup, args.repeats)
+        result[name] = {"clips_per_second": statistics.median(rates), "runs": rates}
+        print(f"{name:8s} {statistics.median(rates):7.2f} clips/s  (runs: "
+              f"{', '.join(f'{r:.2f}' for r in rates)})", flush=True)
+    ratio = result["backbone"]["clips_per_second"] / result["glat"]["clips_per_second"]
+    result["glat_cost_ratio"] = ratio
+    expected = 1 + args.n_clips * args.tau / args.seconds
+    print(f"GL-AT step costs {ratio:.2f}x the backbone's (1 + N*tau/T0 = {expected:.2f})")
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""The demo result table with its controls, over seeds: baseline, GL-AT, random windows, matched compute, crops.
+
+    python train/experiments.py                    # train/configs/experiments.py, all rows
+    python train/experiments.py --seeds 0 --steps 20 --out runs/exp-smoke
+
+Each run is a `glat-fit` process (resumable: a finished run is kept, an interrupted one
+continues) followed by `glat-eval` on its final model; the table reads their summary.json.
+Writes <results>/demo_results.json and demo_results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from train import report
+from train.demo import flags, load_config
+
+
+def row_specs(config: dict, ratio: float) -> dict:
+    """{run name: extra fit flags}; the compute-matched baseline gets steps x the cost ratio."""
+    return {
+        "baseline": {"backbone_only": True},
+        "glat": {},
+        "glat_random": {"selection": "random"},
+        "baseline_matched": {"backbone_only": True, "steps": int(round(config["steps"] * ratio))},
+        "baseline_crop": {"backbone_only": True, "random_crop": config["tau"]},
+    }
+
+
+# (table row, run name, stream)
+TABLE = (("baseline (backbone only)", "baseline", "global"),
+         ("GL-AT global only", "glat", "global"),
+         ("GL-AT local only", "glat", "local"),
+         ("GL-AT fused", "glat", "fused"),
+         ("GL-AT random windows, local only", "glat_random", "local"),
+         ("GL-AT random windows, fused", "glat_random", "fused"),
+         ("baseline, compute-matched steps", "baseline_matched", "global"),
+         ("baseline on random tau crops", "baseline_crop", "global"))
+
+
+def measure_ratio(config: dict) -> float:
+    """GL-AT / backbone cost per training step, from bench/train_throughput.py's measurement."""
+    from bench.train_throughput import main as bench
+
+    out = os.path.join(config["out"], "train_throughput.json")
+    if not os.path.exists(out):
+        bench(["--backbone", config["backbone"], "--batch-size", str(config["batch_size"]),
+               "--n-clips", str(config["n_clips"]), "--tau", str(config["tau"]),
+               "--num-classes", str(config["num_classes"]), "--out", out])
+    with open(out, encoding="utf-8") as f:
+        return json.load(f)["glat_cost_ratio"]
+
+
+def run_one(fit_config: dict, run_dir: str, eval_glob: str, strong_labels: str | None) -> dict:
+    """Trains (unless finished) and evaluates one run; {stream: summary}."""
+    summary = os.path.join(run_dir, "eval", "summary.json")
+    if not os.path.exists(summary):
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "fit.log"), "a", encoding="utf-8") as log:
+            fit = [sys.executable, "-m", "train.fit", *flags(fit_config), "--out", run_dir,
+                   "--resume", "--no-progress"]
+            subprocess.run(fit, check=True, stdout=log, stderr=subprocess.STDOUT)
+            evaluate = [sys.executable, "-m", "train.evaluate", "--model",
+                        os.path.join(run_dir, "final.keras"), "--eval", eval_glob, "--out",
+                        os.path.join(run_dir, "eval"), "--no-progress"]
+            if strong_labels:
+                evaluate += ["--strong-labels", strong_labels]
+            subprocess.run(evaluate, check=True, stdout=log, stderr=subprocess.STDOUT)
+    with open(summary, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def groups_of(run_dir: str) -> dict | None:
+    path = os.path.join(run_dir, "eval", "duration_groups.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return {g: v["mAP"] for g, v in json.load(f).items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="experiments", help="name in train/configs/")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
+    parser.add_argument("--steps", type=int, help="override the config's steps")
+    parser.add_argument("--out", help="override the config's run folder")
+    parser.add_argument("--results", default="results", help="folder for demo_results.*")
+    parser.add_argument("--cost-ratio", type=float, help="skip measuring the GL-AT/backbone ratio")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    for key in ("steps", "out"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else config.pop("seeds")
+    config.pop("seeds", None)
+    start = time.perf_counter()
+    from glat_tf.data.demo import ensure_demo_shards
+
+    data = ensure_demo_shards()
+    config["num_classes"] = len(data["manifest"]["labels"])
+    ratio = args.cost_ratio or measure_ratio(config)
+    print(f"GL-AT / backbone cost per step: {ratio:.2f}", flush=True)
+    fit_base = {k: v for k, v in config.items() if k not in ("out", "num_classes")}
+    fit_base.update(train=data["train"], eval=None, eval_every=10 ** 9)
+    runs: dict = {}
+    specs = row_specs(config, ratio)
+    for seed in seeds:
+        for name, extra in specs.items():
+            run_dir = os.path.join(config["out"], name, f"seed{seed}")
+            t0 = time.perf_counter()
+            runs.setdefault(name, []).append(run_one({**fit_base, **extra, "seed": seed},
+                                                     run_dir, data["eval"],
+                                                     data["strong_labels"]))
+            maps = ", ".join(f"{s} {v['mAP']:.4f}" for s, v in runs[name][-1].items())
+            print(f"seed {seed} {name}: mAP {maps} ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+    table = [(label, report.aggregate([r[stream] for r in runs[name]]))
+             for label, name, stream in TABLE]
+    groups = {name: [groups_of(os.path.join(config["out"], name, f"seed{s}")) for s in seeds]
+              for name in ("baseline", "glat")}
+    minutes = (time.perf_counter() - start) / 60
+    result = {"config": config, "seeds": seeds, "cost_ratio": ratio,
+              "steps": {name: extra.get("steps", config["steps"]) for name, extra in specs.items()},
+              "rows": dict(table), "duration_groups": groups, "minutes": minutes,
+              "commands": {"all": "python train/experiments.py"}}
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "demo_results.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    note = (f"Synthetic demo set, {config['backbone']}, batch {config['batch_size']}, "
+            f"{config['steps']} steps (compute-matched baseline: "
+            f"{result['steps']['baseline_matched']} = steps x {ratio:.2f}), N={config['n_clips']}, "
+            f"tau={config['tau']} s; mean +- std over seeds {seeds}; {minutes:.0f} min.")
+    markdown = report.markdown_table(table, note=note)
+    if any(g for per_seed in groups.values() for g in per_seed):
+        markdown += ("\n\nBy median event duration (short < 0.5 s, long > 2 s), "
+                     "same runs:\n\n" + report.groups_table(groups))
+    with open(os.path.join(args.results, "demo_results.md"), "w", encoding="utf-8") as f:
+        f.write(markdown + "\n")
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""`--init PATH`: starting weights for both streams from a `.keras` model or a PANNs `.pth` checkpoint."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+HEAD_LAYER = "fc_audioset"  # the classifier; its shape follows the label set
+
+
+def streams(model) -> dict:
+    """The backbones of a GlatModel (`global`, `local`), a BackboneTagger (`global`) or a bare backbone."""
+    found = {name: getattr(model, f"{name}_backbone") for name in ("global", "local")
+             if hasattr(model, f"{name}_backbone")}
+    return found or {"global": model}
+
+
+def copy_backbone(source, target) -> list[str]:
+    """Assigns source's weights to target (same architecture); returns the skipped head weights.
+
+    The classifier is skipped, not an error, when only its class count differs:
+    that is fine-tuning a pretrained backbone on another label set.
+    """
+    src, dst = source.weights, target.weights
+    if len(src) != len(dst):
+        raise ValueError(f"cannot copy {source.name} ({len(src)} weights) into {target.name} "
+                         f"({len(dst)} weights): not the same backbone preset")
+    skipped = []
+    for s, d in zip(src, dst):
+        if tuple(s.shape) == tuple(d.shape):
+            d.assign(np.asarray(s))
+        elif HEAD_LAYER in d.path:
+            skipped.append(d.path)
+        else:
+            raise ValueError(f"weight {d.path} has shape {tuple(d.shape)} but the init model's "
+                             f"{s.path} has {tuple(s.shape)}: not the same backbone preset")
+    return skipped
+
+
+def load_init(model, path: str) -> str:
+    """Loads `path` into every stream of `model` (built); returns a one-line description.
+
+    A `.keras` GlatModel gives each stream its own stream's weights; a baseline or a
+    bare backbone gives its one backbone to both streams. A `.pth` goes through the
+    PANNs importer.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--init {path}: no such file")
+    targets = streams(model)
+    if path.endswith(".pth"):
+        return _load_panns(model, targets, path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"--init {path}: expected a .keras model or a PANNs .pth checkpoint")
+    source = streams(keras.models.load_model(path))
+    skipped = []
+    for name, target in targets.items():
+        skipped += copy_backbone(source.get(name, source["global"]), target)
+    note = f" (classifier left new: {len(skipped)} weights of another class count)" if skipped else ""
+    return f"initialised {', '.join(targets)} stream(s) from {path}{note}"
+
+
+def _load_panns(model, targets: dict, path: str) -> str:
+    try:  # imported here: torch is only needed for this one option
+        from glat_tf.convert import panns
+    except ImportError as exc:
+        raise RuntimeError(f"--init {path}: the PANNs importer is unavailable ({exc})") from exc
+    state_dict = panns.load_panns_checkpoint(path)
+    # The baseline's one backbone is named like GlatModel's global stream, so both work.
+    panns.import_into_glat(model, state_dict, streams=tuple(targets))
+    return f"initialised {', '.join(targets)} stream(s) from PANNs checkpoint {path}"
