@@ -40,13 +40,14 @@ def ensure_demo_shards(root: str | os.PathLike = "demo_data", seed: int = 0, *, 
     """Make (if absent) and ingest (if absent) the synthetic demo set; quick when both exist.
 
     Returns train and eval shard globs, labels_csv, strong_labels, manifest, raw_dir, shard_dir.
-    Each (seed, sizes) gets its own folder under root, written under a temporary name and
-    renamed when complete, so concurrent callers and interrupted runs never see half a set.
+    Each (generator version, seed, sizes) gets its own folder under root, written under a
+    temporary name and renamed when complete: concurrent callers and interrupted runs never
+    see half a set.
     Example:
         demo = ensure_demo_shards()
         ds = glat_tf.data.pipeline.train_dataset(demo["train"], 8, len(demo["manifest"]["labels"]))
     """
-    base = Path(root) / f"synthetic-seed{seed}-{n_train}x{n_eval}"
+    base = Path(root) / f"synthetic-v{synthetic.VERSION}-seed{seed}-{n_train}x{n_eval}"
     base.mkdir(parents=True, exist_ok=True)
     raw, shard_dir = base / "raw", base / "shards"
     tag = f"tmp-{os.getpid()}"

@@ -17,6 +17,8 @@ import soundfile as sf
 
 from glat_tf.data.labels import LabelMap, write_segments_csv
 
+# Bump when the generated audio changes: cached demo folders are named after it.
+VERSION = 2
 SAMPLE_RATE = 32000
 CLIP_SECONDS = 10.0
 _TWO_PI = 2.0 * np.pi
