@@ -227,7 +227,8 @@ def open_source(spec: str, *, paced: bool, pcm_rate: int, pcm_format: str = "s16
     if spec == "-":
         return PcmSource(sys.stdin.buffer, pcm_rate, pcm_format, pcm_channels)
     if spec == "mic":
-        return MicSource(None, device=device)
+        # sounddevice takes a device index or a (part of a) name.
+        return MicSource(None, device=int(device) if device and device.isdigit() else device)
     return FileSource(spec, paced=paced)
 
 

@@ -338,3 +338,57 @@ def test_one_hour_with_the_real_models_keeps_memory_flat(pair):
         rss.append(resident())
     assert len(rss) == 120 and event.time == 3600.0
     assert rss[-1] - rss[19] < 4 * 2**20, [r // 2**20 for r in rss[::10]]
+
+
+class FakeSoundDevice:
+    """The slice of sounddevice that MicSource uses; a thread plays `blocks` into the callback,
+    the first at once and the rest when `go` is set."""
+
+    def __init__(self, blocks):
+        import threading
+        self.blocks, self.go = blocks, threading.Event()
+
+    def query_devices(self, device, kind):
+        return {"default_samplerate": 48000.0}
+
+    def InputStream(self, samplerate, channels, dtype, blocksize, device, callback):
+        import contextlib
+        import threading
+
+        @contextlib.contextmanager
+        def stream():
+            def play():
+                callback(self.blocks[0], len(self.blocks[0]), None, None)
+                self.go.wait()
+                for block in self.blocks[1:]:
+                    callback(block, len(block), None, None)
+            thread = threading.Thread(target=play, daemon=True)
+            thread.start()
+            yield
+        return stream()
+
+
+def test_microphone_queue_drops_oldest_and_times_out(monkeypatch):
+    from edge_runtime.sources import MicSource
+    blocks = [np.full((480, 1), k, np.float32) for k in range(30)]
+    device = FakeSoundDevice(blocks)
+    monkeypatch.setitem(sys.modules, "sounddevice", device)
+    mic = MicSource(block_seconds=0.01, max_queue_seconds=0.05, timeout=0.5)
+    assert mic.sample_rate == 48000 and mic.max_blocks == 5
+    stream = iter(mic)
+    assert next(stream)[0, 0] == 0
+    device.go.set()
+    time.sleep(0.3)  # the consumer lags: 29 more blocks arrive, only the newest 5 fit
+    got = [next(stream)[0, 0] for _ in range(5)]
+    assert got == [25, 26, 27, 28, 29] and mic.dropped_frames == 24 * 480
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="no audio for 0.5 s"):
+        next(stream)
+    assert time.monotonic() - start < 5
+
+
+def test_microphone_without_sounddevice_is_a_clear_error(monkeypatch):
+    from edge_runtime.sources import MicSource
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # makes `import sounddevice` fail
+    with pytest.raises(RuntimeError, match="pip install sounddevice"):
+        MicSource()
