@@ -141,6 +141,8 @@ def test_read_manifest_and_bad_patterns(small_demo, tmp_path):  # noqa: F811
     manifest = pipeline.read_manifest(small_demo["train"])
     assert manifest["splits"]["eval"]["num_clips"] == 12
     assert pipeline.read_manifest(small_demo["shard_dir"]) == manifest
+    with pytest.raises(ValueError, match="is a folder"):
+        pipeline.eval_dataset(small_demo["shard_dir"], 4, 10)
     with pytest.raises(ValueError, match="no shard files"):
         pipeline.train_dataset(str(tmp_path / "nothing-*.tfrecord"), 4, 10)
     with pytest.raises(FileNotFoundError):

@@ -38,8 +38,9 @@ def read_manifest(shard_dir_or_glob) -> dict:
 def _list_files(file_pattern) -> list[str]:
     files = []
     for pattern in _patterns(file_pattern):
-        if tf.io.gfile.isdir(pattern):
-            pattern = os.path.join(pattern, "*.tfrecord")
+        if tf.io.gfile.isdir(pattern):  # a folder holds every split: training on eval is silent
+            raise ValueError(f"file_pattern={pattern!r} is a folder; give a glob such as "
+                             f"{os.path.join(pattern, 'train-*.tfrecord')!r}")
         files += tf.io.gfile.glob(pattern)
     if not files:
         raise ValueError(f"no shard files match file_pattern={file_pattern!r}")
@@ -85,11 +86,6 @@ def _shard(files: list[str], input_context) -> tuple[list[str], tuple[int, int] 
     return files, (count, index)
 
 
-def _parse_chunk(serialized, num_classes: int) -> dict:
-    parsed = schema.parse_batch(serialized, num_classes)
-    return {"audio_id": parsed["audio_id"], "pcm": parsed["pcm"], "labels": parsed["labels"]}
-
-
 # Balanced sampling has the marginal of PANNs' BalancedTrainSampler (draw a class uniformly, then
 # a clip that contains it): clip x is drawn with probability w(x) = sum_{c in x} 1 / (L * n_c).
 # Shards are not random-access, so rather than seeking to clips the stream reads every clip once
@@ -127,6 +123,9 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
         ds = train_dataset("shards/train-*.tfrecord", 32, 527, mixup_alpha=0.5)
         waveform, labels = next(iter(ds))
     """
+    if batch_size <= 0 or mixup_alpha < 0 or (crop_samples is not None and crop_samples <= 0):
+        raise ValueError(f"need batch_size > 0, mixup_alpha >= 0, crop_samples > 0; got "
+                         f"{batch_size=}, {mixup_alpha=}, {crop_samples=}")
     files = _list_files(file_pattern)
     info = _describe(files, num_classes)
     if balanced:
@@ -159,7 +158,7 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
     ds = ds.batch(_CHUNK).enumerate()
 
     def parse(step, serialized):
-        parsed = _parse_chunk(serialized, num_classes)
+        parsed = schema.parse_batch(serialized, num_classes)
         del parsed["audio_id"]  # training never needs it: one string less per element
         if balanced:
             parsed["copies"] = _balanced_copies(parsed["labels"], class_counts, num_clips,
@@ -207,6 +206,8 @@ def eval_dataset(file_pattern, batch_size: int, num_classes: int, *, with_ids: b
 
     Yields (waveform, labels) or, with with_ids, (waveform, labels, audio_id string).
     """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size=}")
     files = _list_files(file_pattern)
     info = _describe(files, num_classes)
     if input_context is not None:
@@ -217,7 +218,7 @@ def eval_dataset(file_pattern, batch_size: int, num_classes: int, *, with_ids: b
         ds = ds.shard(*record_shard)
 
     def parse(serialized):
-        parsed = _parse_chunk(serialized, num_classes)
+        parsed = schema.parse_batch(serialized, num_classes)
         wave = schema.decode_pcm(parsed["pcm"], info["clip_samples"])
         if with_ids:
             return wave, parsed["labels"], parsed["audio_id"]
