@@ -37,7 +37,8 @@ def panns_cnn10_state(rng):
             state[f"conv_block{b + 1}.conv{j}.weight"] = rng.normal(
                 0, np.sqrt(2 / (9 * fan_in)), (c_out, fan_in, 3, 3))
             state.update(bn_state(rng, f"conv_block{b + 1}.bn{j}", c_out))
-    state.update({"fc1.weight": rng.normal(0, 0.05, (512, 512)), "fc1.bias": rng.normal(0, 0.1, 512),
+    state.update({"fc1.weight": rng.normal(0, 0.05, (512, 512)),
+                  "fc1.bias": rng.normal(0, 0.1, 512),
                   "fc_audioset.weight": rng.normal(0, 0.05, (527, 512)),
                   "fc_audioset.bias": rng.normal(0, 0.1, 527)})
     return {key: value if value.dtype == np.int64 else value.astype(np.float32)
@@ -50,9 +51,9 @@ def checkpoint(tmp_path_factory):
     state = panns_cnn10_state(np.random.default_rng(0))
     path = tmp_path_factory.mktemp("ckpt") / "Cnn10_mAP=0.380.pth"
     # As PANNs' main.py saves it: the model plus the sampler's NumPy state.
+    model = collections.OrderedDict((k, torch.from_numpy(v)) for k, v in state.items())
     torch.save({"iteration": 100000, "sampler": {"indexes_per_class": [np.arange(4)]},
-                "model": collections.OrderedDict((k, torch.from_numpy(v)) for k, v in state.items())},
-               path)
+                "model": model}, path)
     return path, state
 
 
@@ -85,7 +86,8 @@ def test_reader_returns_every_tensor_unchanged(checkpoint):
 
 def test_every_variable_is_filled(checkpoint, imported):
     net, report = imported
-    assert (report.arch, report.missing, report.unexpected, report.warnings) == ("cnn10", [], [], [])
+    assert report.arch == "cnn10"
+    assert (report.missing, report.unexpected, report.warnings) == ([], [], [])
     # Every number in the model came from the checkpoint, minus what is knowingly unused.
     _, state = checkpoint
     used = sum(v.size for k, v in state.items()

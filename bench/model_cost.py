@@ -1,0 +1,131 @@
+"""Parameters and CPU forward time per 10 s clip of each backbone, alone and inside GL-AT.
+
+    python bench/model_cost.py                       # every full-size preset
+    python bench/model_cost.py cnn10 talnet --batch-sizes 1 8 --repeats 3
+
+Inference mode, one tf.function per model and batch size, median of `--repeats` timed runs
+after a warm-up. GL-AT is GlatModel(preset, n_clips=5, tau=3): its ideal cost ratio is
+1 + N * tau / T0 = 2.5 at 10 s. Results merge into bench/results/model_cost.json (so subsets
+can be re-run); a markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from glat_tf import backbones
+
+SAMPLE_RATE = 32000
+
+
+def full_size_presets() -> list[str]:
+    return [n for n in backbones.names() if not n.endswith(("_tiny", "_small"))]
+
+
+def trainable_params(model) -> int:
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+def ms_per_clip(model, batch_size: int, samples: int, repeats: int) -> float:
+    """Median wall time of one inference forward pass, divided by the batch size."""
+    forward = tf.function(lambda w: model(w, training=False))
+    wave = tf.random.normal([batch_size, samples], stddev=0.1)
+    tf.nest.map_structure(lambda t: t.numpy(), forward(wave))  # trace + first run
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), forward(wave))
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times) / batch_size
+
+
+def glat_model(preset, num_classes, n_clips, tau):
+    try:
+        from glat_tf.model import GlatModel
+    except ImportError:  # the library without the GL-AT model: backbone numbers only
+        return None
+    return GlatModel(backbone=preset, num_classes=num_classes, n_clips=n_clips, tau=tau,
+                     sample_rate=SAMPLE_RATE)
+
+
+def measure(preset, args) -> dict:
+    samples = int(round(args.seconds * SAMPLE_RATE))
+    net = backbones.build(preset, num_classes=args.num_classes)
+    net.build((None, samples))
+    row = {"params": trainable_params(net), "backbone_ms_per_clip": {}, "glat_ms_per_clip": {},
+           "glat_ratio": {}}
+    for b in args.batch_sizes:
+        row["backbone_ms_per_clip"][str(b)] = ms_per_clip(net, b, samples, args.repeats)
+    del net
+    glat = glat_model(preset, args.num_classes, args.n_clips, args.tau)
+    if glat is not None:
+        glat.build((None, samples))
+        row["glat_params"] = trainable_params(glat)
+        for b in args.batch_sizes:
+            row["glat_ms_per_clip"][str(b)] = ms_per_clip(glat, b, samples, args.repeats)
+            row["glat_ratio"][str(b)] = (row["glat_ms_per_clip"][str(b)]
+                                         / row["backbone_ms_per_clip"][str(b)])
+    return row
+
+
+def markdown(presets: dict, batch_sizes) -> str:
+    def cells(values, fmt):
+        return [fmt.format(values[str(b)]) if str(b) in values else "-" for b in batch_sizes]
+    sizes = [f"b{b}" for b in batch_sizes]
+    header = (["preset", "params"] + [f"backbone ms/clip {s}" for s in sizes]
+              + [f"GL-AT ms/clip {s}" for s in sizes] + [f"ratio {s}" for s in sizes])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in presets.items():
+        lines.append("| " + " | ".join(
+            [name, f"{row['params']:,}"] + cells(row["backbone_ms_per_clip"], "{:.1f}")
+            + cells(row["glat_ms_per_clip"], "{:.1f}") + cells(row["glat_ratio"], "{:.2f}"))
+            + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("presets", nargs="*", help="backbone presets (default: all full-size)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    parser.add_argument("--num-classes", type=int, default=527)
+    parser.add_argument("--n-clips", type=int, default=5)
+    parser.add_argument("--tau", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench/results/model_cost.json")
+    args = parser.parse_args(argv)
+    tf.get_logger().setLevel("ERROR")  # one tf.function per model and batch: retracing is meant
+    presets = args.presets or full_size_presets()
+    unknown = sorted(set(presets) - set(backbones.names()))
+    if unknown:
+        parser.error(f"unknown presets {unknown}; registered: {', '.join(backbones.names())}")
+    result = {"presets": {}}
+    if os.path.exists(args.out):
+        with open(args.out, encoding="utf-8") as f:
+            result = json.load(f)
+    result.update({"seconds": args.seconds, "n_clips": args.n_clips, "tau": args.tau,
+                   "num_classes": args.num_classes, "cpu_count": os.cpu_count(),
+                   "machine": platform.processor() or platform.machine(),
+                   "tensorflow": tf.__version__})
+    for preset in presets:
+        row = measure(preset, args)
+        row["load_average_1min"] = os.getloadavg()[0]  # shared machines: read times with this
+        result["presets"][preset] = row
+        print(f"{preset}: {json.dumps(row)}", flush=True)
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:  # after every preset: long runs
+            json.dump(result, f, indent=1)
+    print(markdown({p: result["presets"][p] for p in presets}, args.batch_sizes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
