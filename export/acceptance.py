@@ -14,27 +14,34 @@ class Tolerance:
     """How far a stage may drift from Keras.
 
     max_abs / mean_abs bound |score - Keras score| over the fused, global and local
-    probabilities of every clip and class; `selection` is the least fraction of clips
-    whose N picks (start sample and class) all equal Keras'. A quantized global
-    stream may pick a neighbouring frame where two activations are nearly equal, so
-    its local and fused scores are bounded loosely while `local_same_crops` (the local
-    stream on Keras' own crops) isolates the local model's own error.
+    probabilities of every clip and class. `selection` is the least fraction of the
+    N picks per clip that must be as good as Keras' by Keras' own scores: the same
+    pick, or a class and window whose Keras score and frame activation are within
+    `tie` of those Keras picked (a quantized stream may take the neighbour of two
+    nearly equal frames). `local_same_crops` bounds the local model alone, run on
+    Keras' own crops.
     """
 
     max_abs: float
     mean_abs: float
     selection: float
+    tie: float
     local_same_crops: float
 
 
 # Measured on the tests' tiny model and the demo-trained cnn10_small (see the report);
 # the bounds leave room above what was seen, not above what would be acceptable.
 TOLERANCES = {
-    "saved_model": Tolerance(max_abs=1e-5, mean_abs=1e-6, selection=1.0, local_same_crops=1e-5),
-    "f32": Tolerance(max_abs=1e-4, mean_abs=1e-5, selection=1.0, local_same_crops=1e-4),
-    "f16": Tolerance(max_abs=0.02, mean_abs=2e-3, selection=0.8, local_same_crops=0.01),
-    "dyn": Tolerance(max_abs=0.1, mean_abs=0.01, selection=0.6, local_same_crops=0.05),
-    "int8": Tolerance(max_abs=0.3, mean_abs=0.04, selection=0.4, local_same_crops=0.15),
+    "saved_model": Tolerance(max_abs=1e-5, mean_abs=1e-6, selection=1.0, tie=0.0,
+                             local_same_crops=1e-5),
+    "f32": Tolerance(max_abs=1e-4, mean_abs=1e-5, selection=1.0, tie=1e-5,
+                     local_same_crops=1e-4),
+    "f16": Tolerance(max_abs=0.01, mean_abs=1e-3, selection=1.0, tie=0.005,
+                     local_same_crops=0.01),
+    "dyn": Tolerance(max_abs=0.1, mean_abs=0.01, selection=0.95, tie=0.03,
+                     local_same_crops=0.05),
+    "int8": Tolerance(max_abs=0.2, mean_abs=0.02, selection=0.9, tie=0.05,
+                      local_same_crops=0.1),
 }
 
 
@@ -51,8 +58,39 @@ def keras_outputs(model, waveforms: np.ndarray, batch: int = 8) -> dict[str, np.
         out["per_crop"] = tf.sigmoid(logits["clipwise_logits"]).numpy().reshape(
             len(clips), model.n_clips, -1)  # (batch, N, L)
         parts.append({k: out[k] for k in (*SCORES, "clip_starts", "selected_classes",
-                                          "per_crop")})
+                                          "per_crop", "framewise")})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def window_starts(frames: int, samples: int, crop_samples: int) -> np.ndarray:
+    """(frames,) start sample of the window centred on each frame, clamped as SelectClips does."""
+    per_frame = np.float32(samples) / np.float32(frames)
+    centres = (np.arange(frames, dtype=np.float32) + np.float32(0.5)) * per_frame
+    starts = np.floor(centres - np.float32(crop_samples / 2)).astype(np.int64)
+    return np.clip(starts, 0, samples - crop_samples)
+
+
+def equivalent_picks(reference: dict, got: dict, samples: int, crop_samples: int,
+                     tie: float) -> np.ndarray:
+    """(clips, N) bool: each of `got`'s picks is as good as Keras' by Keras' own scores."""
+    framewise = reference["framewise"]  # (clips, frames, L) Keras activations
+    starts = window_starts(framewise.shape[1], samples, crop_samples)
+    ok = np.zeros(got["clip_starts"].shape, bool)
+    for b, k in np.ndindex(*ok.shape):
+        ref_class, ref_start = reference["selected_classes"][b, k], reference["clip_starts"][b, k]
+        cls, start = got["selected_classes"][b, k], got["clip_starts"][b, k]
+        if (cls, start) == (ref_class, ref_start):
+            ok[b, k] = True
+            continue
+        activation = framewise[b, :, cls]
+        # Keras' window for this class if it picked the class, else the class's peak.
+        picked = np.flatnonzero(reference["selected_classes"][b] == cls)
+        best = (activation[starts == reference["clip_starts"][b, picked[0]]].max()
+                if picked.size else activation.max())
+        mine = activation[starts == start]
+        class_ok = reference["global"][b, cls] >= reference["global"][b, ref_class] - tie
+        ok[b, k] = class_ok and mine.size > 0 and mine.max() >= best - tie
+    return ok
 
 
 def saved_model_outputs(path, waveforms: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
@@ -75,18 +113,28 @@ def litert_outputs(pair, waveforms: np.ndarray, reference: dict) -> dict[str, np
     return got
 
 
-def compare(reference: dict, got: dict) -> dict:
-    """Distance of one stage's outputs from the reference's (keras_outputs)."""
+def compare(reference: dict, got: dict, samples: int, crop_samples: int, tie: float) -> dict:
+    """Distance of one stage's outputs from the reference's (keras_outputs) on clips of
+    `samples`; `tie` as in Tolerance."""
     diffs = np.concatenate([np.abs(got[k] - reference[k]).ravel() for k in SCORES])
     same = ((got["clip_starts"] == reference["clip_starts"])
-            & (got["selected_classes"] == reference["selected_classes"])).all(axis=1)
+            & (got["selected_classes"] == reference["selected_classes"]))
     stats = {"max_abs": float(diffs.max()), "mean_abs": float(diffs.mean()),
-             "selection": float(same.mean()),
+             "same_picks": float(same.mean()),
+             "selection": float(equivalent_picks(reference, got, samples, crop_samples,
+                                                 tie).mean()),
              **{f"max_abs_{k}": float(np.abs(got[k] - reference[k]).max()) for k in SCORES}}
     if "same_crops" in got:
         stats["local_same_crops"] = float(np.abs(got["same_crops"]
                                                  - reference["per_crop"]).max())
     return stats
+
+
+def measure(stage: str, reference: dict, got: dict, samples: int, crop_samples: int,
+            tolerances=None) -> dict:
+    """compare() at the stage's own tie tolerance."""
+    tie = (tolerances or TOLERANCES)[stage].tie
+    return compare(reference, got, samples, crop_samples, tie)
 
 
 def check(stage: str, stats: dict, tolerances=None) -> list[str]:
@@ -97,8 +145,8 @@ def check(stage: str, stats: dict, tolerances=None) -> list[str]:
         if name in stats and not stats[name] <= getattr(tolerance, name):
             problems.append(f"{stage}: {name} {stats[name]:.3g} > {getattr(tolerance, name):g}")
     if stats["selection"] < tolerance.selection:
-        problems.append(f"{stage}: only {stats['selection']:.0%} of clips select the same "
-                        f"windows as Keras (need {tolerance.selection:.0%})")
+        problems.append(f"{stage}: only {stats['selection']:.0%} of picks are as good as "
+                        f"Keras' within {tolerance.tie} (need {tolerance.selection:.0%})")
     return problems
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import warnings
@@ -15,8 +16,7 @@ class FlexOpsError(RuntimeError):
     """A converted model needs TensorFlow (Flex/select-TF) ops: it would not run on a device."""
 
 
-def convert(fn, input_signature, track, *, optimizations=(), representative_dataset=None,
-            int8_ops=False, supported_types=None, float_scopes=(), float_ops=()) -> bytes:
+def convert(fn, input_signature, track, **options) -> bytes:
     """Converts `fn(*inputs)` (returning a dict of tensors) at a static signature.
 
     `track` is the Keras layer or model (or a list of them) whose variables `fn`
@@ -24,31 +24,49 @@ def convert(fn, input_signature, track, *, optimizations=(), representative_data
     a plain tf.Module holding the model, left resource variables unfrozen here
     (VAR_HANDLE/READ_VARIABLE ops and NaN outputs).
     Only TFLITE_BUILTINS are allowed, so an op LiteRT lacks fails the conversion
-    instead of silently pulling in Flex.
-
-    `float_scopes` (name scopes such as "frontend") and `float_ops` (LiteRT op names)
-    stay float in a quantized conversion: with a representative dataset through the
-    selective quantizer's deny lists, without one (dynamic range) by restoring the
-    float weights of those ops after conversion.
+    instead of silently pulling in Flex. `options` are convert_saved_model's.
     """
+    with saved_model(fn, input_signature, track) as path:
+        return convert_saved_model(path, **options)
+
+
+@contextlib.contextmanager
+def saved_model(fn, input_signature, track):
+    """A temporary SavedModel of `fn`: written once, converted to several variants."""
     archive = keras.export.ExportArchive()
     for layer in track if isinstance(track, (list, tuple)) else [track]:
         archive.track(layer)
     archive.add_endpoint("serving_default", fn, input_signature=input_signature)
-    keep_float = bool(float_scopes or float_ops) and bool(optimizations)
     with tempfile.TemporaryDirectory() as tmp:
         archive.write_out(tmp, verbose=False)
-        settings = dict(int8_ops=int8_ops, supported_types=supported_types)
-        reference = _converter(tmp).convert() if keep_float else None
-        converter = _converter(tmp, optimizations=optimizations,
-                               representative_dataset=representative_dataset, **settings)
-        if keep_float and representative_dataset is not None:
-            flatbuffer = _selective_int8(converter, representative_dataset,
-                                         _scoped_tensors(reference, float_scopes), float_ops)
-        elif keep_float:
-            flatbuffer = _float_weights(converter.convert(), reference, float_scopes, float_ops)
-        else:
-            flatbuffer = converter.convert()
+        yield tmp
+
+
+def convert_saved_model(path, *, optimizations=(), representative_dataset=None, int8_ops=False,
+                        supported_types=None, float_scopes=(), float_ops=(),
+                        reference=None) -> bytes:
+    """Converts the `serving_default` of a SavedModel at `path` with builtin ops only.
+
+    `float_scopes` (name scopes such as "frontend") and `float_ops` (LiteRT op names)
+    stay float in a quantized conversion: with a representative dataset through the
+    selective quantizer's deny lists, otherwise (float16, dynamic range) by putting the
+    float32 constants of the plain conversion `reference` (made here if not given)
+    back into those ops.
+    """
+    keep_float = bool(float_scopes or float_ops) and bool(optimizations)
+    if keep_float and reference is None:
+        reference = _converter(path).convert()
+    converter = _converter(path, optimizations=optimizations,
+                           representative_dataset=representative_dataset, int8_ops=int8_ops,
+                           supported_types=supported_types)
+    if keep_float and representative_dataset is not None:
+        flatbuffer = _selective_int8(converter, representative_dataset,
+                                     _scoped_tensors(reference, float_scopes), float_ops)
+    elif keep_float:
+        flatbuffer = restore_float_constants(converter.convert(), reference, float_scopes,
+                                             float_ops)
+    else:
+        flatbuffer = converter.convert()
     flex = [op for op in op_names(flatbuffer) if op.startswith("Flex")]
     if flex:
         raise FlexOpsError(f"converted model uses TensorFlow ops {flex}; only builtins run on devices")
@@ -96,36 +114,66 @@ def _selective_int8(converter, representative_dataset, float_nodes, float_ops) -
         return debugger.get_nondebug_quantized_model()
 
 
-def _float_weights(quantized: bytes, reference: bytes, scopes, float_ops) -> bytes:
-    """Puts the float weights of `reference` back into the ops of `quantized` in `scopes`.
+def restore_float_constants(converted: bytes, reference: bytes, scopes, float_ops=()) -> bytes:
+    """Gives the ops of `converted` inside `scopes` (or of type `float_ops`) the exact float32
+    constants their twins in `reference` (the plain float conversion) read.
 
-    Dynamic-range quantization has no deny list, and it turns the mel filterbank into
-    an int8 hybrid FULLY_CONNECTED that quantizes the power spectrum per frame (log-mel
-    up to 90 dB off); with float weights the same op runs in float.
+    Float16 and dynamic-range conversion have no deny list. Float16 rounds every constant
+    (the log's floor 1e-10 becomes 0: log(0) on digital silence; frame centres move by
+    samples); dynamic range turns the mel filterbank into an int8 hybrid FULLY_CONNECTED
+    that quantizes the power spectrum per frame (log-mel up to 90 dB off). An int8 or
+    float16 constant input is replaced in place; a float16 one behind a DEQUANTIZE op
+    becomes a float32 constant and the DEQUANTIZE is dropped.
     """
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(quantized), 0)
+    model = schema.ModelT.InitFromPackedBuf(bytearray(converted), 0)
     ref = schema.ModelT.InitFromPackedBuf(bytearray(reference), 0)
-    ref_tensors = {t.name: t for t in ref.subgraphs[0].tensors}
-    op_codes = [code.builtinCode for code in model.operatorCodes]
+    graph, ref_graph = model.subgraphs[0], ref.subgraphs[0]
+
+    def outputs(g, op):
+        return tuple(g.tensors[i].name.decode() for i in op.outputs)
+
+    codes = [code.builtinCode for code in model.operatorCodes]
+    ref_codes = [code.builtinCode for code in ref.operatorCodes]
+    dequantize = schema.BuiltinOperator.DEQUANTIZE
+    # Tensor names drift between conversions (suffixes), the op sequence does not: with
+    # the inserted DEQUANTIZE ops left out, op i of one is op i of the other.
+    body = [op for op in graph.operators if codes[op.opcodeIndex] != dequantize]
+    if [codes[op.opcodeIndex] for op in body] != [ref_codes[op.opcodeIndex]
+                                                  for op in ref_graph.operators]:
+        raise ValueError("the converted model's ops do not line up with the float reference's")
     wanted = {getattr(schema.BuiltinOperator, op) for op in float_ops}
-    for graph in model.subgraphs:
-        for op in graph.operators:
-            names = [graph.tensors[i].name.decode() for i in op.outputs]
-            if not (op_codes[op.opcodeIndex] in wanted or any(_in_scopes(n, scopes) for n in names)):
+    producer = {i: op for op in graph.operators for i in op.outputs}
+    dropped = set()
+    for op, twin in zip(body, ref_graph.operators):
+        if not (codes[op.opcodeIndex] in wanted
+                or any(_in_scopes(n, scopes) for n in outputs(graph, op))):
+            continue
+        for index, ref_index in zip(op.inputs, twin.inputs):
+            if index < 0 or ref_index < 0:
                 continue
-            for index in op.inputs:
-                tensor = graph.tensors[index] if index >= 0 else None
-                if tensor is None or tensor.type != schema.TensorType.INT8:
-                    continue
-                source = ref_tensors.get(tensor.name)
-                if source is None or source.type != schema.TensorType.FLOAT32:
-                    raise ValueError(f"no float weights named {tensor.name!r} in the reference")
-                tensor.type, tensor.quantization = schema.TensorType.FLOAT32, None
-                model.buffers[tensor.buffer].data = ref.buffers[source.buffer].data
-    builder = flatbuffers.Builder(len(quantized) + len(reference))
+            source = ref_graph.tensors[ref_index]
+            data = ref.buffers[source.buffer].data
+            if source.type != schema.TensorType.FLOAT32 or data is None or len(data) == 0:
+                continue  # not a float constant in the reference: nothing to restore
+            tensor = graph.tensors[index]
+            maker = producer.get(index)
+            if maker is not None and codes[maker.opcodeIndex] == dequantize:
+                dropped.add(id(maker))
+                model.buffers.append(schema.BufferT())
+                tensor.buffer = len(model.buffers) - 1
+            elif tensor.type == schema.TensorType.FLOAT32:
+                continue
+            tensor.type, tensor.quantization = schema.TensorType.FLOAT32, None
+            model.buffers[tensor.buffer].data = data
+    orphans = {i for op in graph.operators if id(op) in dropped for i in op.inputs}
+    graph.operators = [op for op in graph.operators if id(op) not in dropped]
+    orphans -= {i for op in graph.operators for i in op.inputs}
+    for index in orphans:  # the float16 copies nothing reads any more
+        model.buffers[graph.tensors[index].buffer].data = None
+    builder = flatbuffers.Builder(len(converted) + len(reference))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 

@@ -14,16 +14,28 @@ OUTPUTS = ("fused", "global", "local", "clip_starts", "selected_classes")
 
 def serving_function(model):
     """waveform (batch, samples) float32 -> fused/global/local (batch, L), clip_starts (batch, N)
-    in seconds, selected_classes (batch, N) int32. Short or non-finite input fails loudly."""
+    in seconds, selected_classes (batch, N) int32. Input of another rank, shorter than tau
+    or not finite fails with InvalidArgumentError."""
     window, rate = model.window, float(model.sample_rate)
 
     def serve(waveform):
         # Checked inside the graph: a served model has no Python left to raise errors.
-        tf.debugging.assert_greater_equal(
-            tf.shape(waveform)[1], window,
-            message=f"waveform needs at least {window} samples (tau={model.tau} s at "
-                    f"{model.sample_rate} Hz)")
-        tf.debugging.assert_all_finite(waveform, "waveform holds NaN or Inf samples")
+        # A loaded signature lets a (1, 1, S) tensor through its [None, None] spec, and
+        # any op on the shape's own shape folds to the declared rank 2: count dimensions
+        # with an op whose output size is only known at run time.
+        rank = tf.shape(tf.where(tf.shape(waveform) >= 0), out_type=tf.int32)[0]
+        rank_ok = tf.debugging.assert_equal(
+            rank, 2, message="waveform must have rank 2 (batch, samples)")
+        with tf.control_dependencies([rank_ok]):
+            # Ordered after the rank check: shape[1] of a rank-1 tensor would fail first.
+            checks = [tf.debugging.assert_greater_equal(
+                          tf.shape(waveform)[-1], window,
+                          message=f"waveform needs at least {window} samples (tau={model.tau} s "
+                                  f"at {model.sample_rate} Hz)"),
+                      tf.debugging.assert_all_finite(waveform, "waveform holds NaN or Inf samples")]
+        with tf.control_dependencies(checks):
+            # The model reads the input only after every check passed.
+            waveform = tf.identity(waveform)
         out = model(waveform, training=False)
         return {"fused": out["fused"], "global": out["global"], "local": out["local"],
                 "clip_starts": tf.cast(out["clip_starts"], tf.float32) / rate,

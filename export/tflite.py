@@ -14,10 +14,10 @@ from export.labels import label_rows, model_facts
 FORMAT = "glat-tf-litert/1"
 VARIANTS = ("f32", "f16", "dyn", "int8")
 DEFAULT_WINDOW_SECONDS = 10.0
-# Kept float: the log-mel (int8 log-mel was 0.5-3.6 nats off on quiet audio, RFFT2D is
-# float only), and in int8 also the selection and the sigmoids feeding it.
-FLOAT_SCOPES = ("frontend",)
-INT8_FLOAT_SCOPES = ("frontend", "select_clips")
+# Kept float32 in every variant: the log-mel (int8 log-mel was 0.5-3.6 nats off on quiet
+# audio, RFFT2D is float only) and the selection's frame arithmetic; in int8 also the
+# sigmoids whose outputs the selection ranks.
+FLOAT_SCOPES = ("frontend", "select_clips")
 INT8_FLOAT_OPS = ("LOGISTIC",)
 
 
@@ -64,34 +64,49 @@ def calibration_inputs(model, stream: str, clips: np.ndarray) -> list[np.ndarray
 
 def convert_stream(model, stream: str, variant: str, window_samples: int,
                    calibration=None) -> bytes:
-    """One stream of the pair as a LiteRT flatbuffer of the given variant.
+    """One stream of the pair as a LiteRT flatbuffer of one variant (see convert_variants)."""
+    return convert_variants(model, stream, [variant], window_samples, calibration)[variant]
+
+
+def convert_variants(model, stream: str, variants, window_samples: int,
+                     calibration=None) -> dict[str, bytes]:
+    """One stream ("global" or "local") as LiteRT flatbuffers, {variant: bytes}.
 
     f32 as trained; f16 stores weights in half precision; dyn stores int8 weights and
     computes in float; int8 also runs activations in int8, calibrated on `calibration`
-    (clips, window_samples). The frontend stays float in every variant, and in int8 so
-    do the selection and the sigmoids (quantized probabilities tie in argmax).
+    (clips, window_samples). The frontend and the selection keep float32 constants and
+    arithmetic in every variant, and in int8 so do the sigmoids (quantized probabilities
+    tie in argmax). The SavedModel is written once and converted per variant.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    if "int8" in variants and (calibration is None or len(calibration) == 0):
+        raise ValueError("the int8 variant needs calibration clips (real audio)")
     fn = global_function(model) if stream == "global" else local_function(model)
     signature = stream_signature(model, stream, window_samples)
     track = [model.global_backbone if stream == "global" else model.local_backbone]
-    if variant == "f32":
-        return litert_convert.convert(fn, signature, track)
     default = [tf.lite.Optimize.DEFAULT]
-    if variant == "f16":
-        return litert_convert.convert(fn, signature, track, optimizations=default,
-                                      supported_types=[tf.float16])
-    if variant == "dyn":
-        return litert_convert.convert(fn, signature, track, optimizations=default,
-                                      float_scopes=FLOAT_SCOPES)
-    if calibration is None or len(calibration) == 0:
-        raise ValueError("the int8 variant needs calibration clips (real audio)")
-    inputs = calibration_inputs(model, stream, calibration)
-    return litert_convert.convert(fn, signature, track, optimizations=default,
-                                  representative_dataset=lambda: ([x] for x in inputs),
-                                  int8_ops=True, float_scopes=INT8_FLOAT_SCOPES,
-                                  float_ops=INT8_FLOAT_OPS)
+    out = {}
+    with litert_convert.saved_model(fn, signature, track) as path:
+        f32 = litert_convert.convert_saved_model(path)
+        for variant in variants:
+            if variant == "f32":
+                out[variant] = f32
+            elif variant == "f16":
+                out[variant] = litert_convert.convert_saved_model(
+                    path, optimizations=default, supported_types=[tf.float16],
+                    float_scopes=FLOAT_SCOPES, reference=f32)
+            elif variant == "dyn":
+                out[variant] = litert_convert.convert_saved_model(
+                    path, optimizations=default, float_scopes=FLOAT_SCOPES, reference=f32)
+            else:
+                inputs = calibration_inputs(model, stream, calibration)
+                out[variant] = litert_convert.convert_saved_model(
+                    path, optimizations=default, int8_ops=True,
+                    representative_dataset=lambda: ([x] for x in inputs),
+                    float_scopes=FLOAT_SCOPES, float_ops=INT8_FLOAT_OPS, reference=f32)
+    return out
 
 
 def check_exportable(model) -> None:
@@ -118,13 +133,12 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, **model_facts(model, window_samples),
             "labels": label_rows(labels), "variants": {}, "fusion": "max_mean"}
-    for variant in variants:
-        files = {}
-        for stream in ("global", "local"):
-            flatbuffer = convert_stream(model, stream, variant, window_samples, calibration)
-            files[stream] = f"{stream}_{variant}.tflite"
-            (out / files[stream]).write_bytes(flatbuffer)
-        meta["variants"][variant] = files
+    for stream in ("global", "local"):
+        converted = convert_variants(model, stream, variants, window_samples, calibration)
+        for variant, flatbuffer in converted.items():
+            name = f"{stream}_{variant}.tflite"
+            (out / name).write_bytes(flatbuffer)
+            meta["variants"].setdefault(variant, {})[stream] = name
     (out / "metadata.json").write_text(json.dumps(meta, indent=1))
     return meta
 
