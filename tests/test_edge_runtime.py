@@ -171,6 +171,7 @@ def test_json_line_format(stub_tagger):
     assert flagged["nan_samples"] == 7 and len(flagged["top"]) == 1
 
 
+@pytest.mark.slow
 def test_one_hour_generator_stream_keeps_memory_flat(stub_tagger):
     """3600 hops of a 16 kHz stereo stream through the conditioner, ring buffer and tagger."""
     block = np.random.default_rng(5).standard_normal((8000, 2)).astype(np.float32) * 0.1
