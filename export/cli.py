@@ -1,4 +1,4 @@
-"""`glat-export saved-model ...` and `glat-export tflite ...`: a trained .keras GlatModel out to deployment."""
+"""`glat-export saved-model|tflite|report ...`: a trained .keras GlatModel out to deployment."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     lite.add_argument("--window-seconds", type=float, default=10.0,
                       help="fixed input window of the global model (default 10 s)")
     lite.add_argument("--labels", help="class CSV, as for saved-model")
+
+    sub.add_parser("report", add_help=False,
+                   help="size, ops, parity, mAP and latency per variant (see report --help)")
     return parser
 
 
@@ -69,10 +72,14 @@ def _tflite(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        from export import report
+        return report.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return {"saved-model": _saved_model, "tflite": _tflite}[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"glat-export: error: {error}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,9 @@ from glat_tf.data import schema
 from glat_tf.data.labels import LabelMap
 from glat_tf.model import GlatModel
 
+# Every test here shares one export of all four variants (about a minute on 2 free cores).
+pytestmark = pytest.mark.slow
+
 RATE = 32000
 WINDOW = 48000  # 1.5 s: small enough for CPU tests, several crops of tau = 0.5 s
 CLASSES = 4

@@ -1,0 +1,127 @@
+"""glat-export's command line: saved-model, tflite and report, label resolution, clear refusals."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from export import cli, report
+from export.labels import resolve_labels
+from glat_tf.data.labels import LabelMap, audioset_labels_csv
+from test_export import WINDOW, tiny_labels, tiny_model, write_shards
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny GlatModel saved as .keras with its labels.csv beside it."""
+    folder = tmp_path_factory.mktemp("model")
+    tiny_model().save(folder / "model.keras")
+    tiny_labels().to_csv(folder / "labels.csv")
+    return folder / "model.keras"
+
+
+def test_labels_resolution_order_and_refusals(tmp_path):
+    beside = tmp_path / "run" / "labels.csv"
+    beside.parent.mkdir()
+    tiny_labels().to_csv(beside)
+    other = tmp_path / "other.csv"
+    LabelMap(tuple(f"/m/o{i}" for i in range(4)), tuple("abcd")).to_csv(other)
+    model_path = beside.parent / "best.keras"
+    assert resolve_labels(4, other, model_path) == (LabelMap.from_csv(other), str(other))
+    assert resolve_labels(4, None, model_path) == (tiny_labels(), str(beside))
+    labels, source = resolve_labels(527, None, tmp_path / "elsewhere" / "m.keras")
+    assert source == audioset_labels_csv() and labels.names[0] == "Speech"
+    with pytest.raises(ValueError, match="no label CSV"):
+        resolve_labels(10, None, tmp_path / "elsewhere" / "m.keras")
+    with pytest.raises(ValueError, match="names 4 classes but the model outputs 5"):
+        resolve_labels(5, None, model_path)
+
+
+def test_saved_model_command(saved, tmp_path, capsys):
+    out = tmp_path / "serving"
+    assert cli.main(["saved-model", "--model", str(saved), "--out", str(out),
+                     "--version", "2"]) == 0
+    assert (out / "2" / "saved_model.pb").is_file()
+    assert LabelMap.from_csv(out / "2" / "assets" / "labels.csv") == tiny_labels()
+    # The same version again is refused rather than overwritten under a running server.
+    assert cli.main(["saved-model", "--model", str(saved), "--out", str(out),
+                     "--version", "2"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tflite_command_and_report(saved, tmp_path, capsys):
+    out = tmp_path / "lite"
+    assert cli.main(["tflite", "--model", str(saved), "--out", str(out), "--variants", "f32",
+                     "--window-seconds", str(WINDOW / 32000)]) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["window_samples"] == WINDOW and list(meta["variants"]) == ["f32"]
+    assert [row["display_name"] for row in meta["labels"]] == list(tiny_labels().names)
+
+    shards = write_shards(tmp_path / "eval", 12, seed=5)
+    assert cli.main(["report", "--model", str(saved), "--exported", str(out), "--eval", shards,
+                     "--out", str(tmp_path / "report"), "--latency-runs", "2"]) == 0
+    got = json.loads((tmp_path / "report" / "report.json").read_text())
+    row = got["variants"]["f32"]
+    assert got["clips"] == 12 and row["accepted"] and row["parity"]["max_abs"] < 1e-4
+    # Through the float32 pair the fused mAP is Keras' own.
+    assert abs(row["fused"]["mAP"] - got["keras"]["fused"]["mAP"]) < 1e-6
+    assert row["bytes"]["global"] == (out / "global_f32.tflite").stat().st_size
+    assert "RFFT2D" in row["ops"]["global"] and row["latency_ms"]["2_threads"]["pair"] > 0
+    assert (tmp_path / "report" / "report.png").stat().st_size > 1000
+    assert "| f32 |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_report_targets_and_table():
+    rows = {v: {"bytes": {"global": size, "local": size}, "fused": {"mAP": m, "mAUC": 0.9},
+                "parity": {"max_abs": 0.1, "mean_abs": 0.01, "selection": 1.0},
+                "latency_ms": {"1_threads": {"pair": 5.0}, "2_threads": {"pair": 3.0}}}
+            for v, size, m in (("f32", 3000, 0.80), ("int8", 1100, 0.785))}
+    built = {"model": {"backbone": "cnn10", "window_samples": 320000, "n_clips": 5, "tau": 3.0},
+             "clips": 10, "keras": {"fused": {"mAP": 0.80, "mAUC": 0.9}}, "variants": rows}
+    targets = report._targets(built)
+    assert targets["int8_fused_mAP_drop"]["met"] is False  # 0.015 > 0.01
+    assert targets["int8_size_ratio"]["met"] is False  # 1100 / 3000 > 1/3
+    rows["int8"]["fused"]["mAP"], rows["int8"]["bytes"] = 0.795, {"global": 900, "local": 900}
+    targets = report._targets(built)
+    assert targets["int8_fused_mAP_drop"]["met"] and targets["int8_size_ratio"]["met"]
+    table = report.markdown({**built, "targets": targets})
+    assert "| int8 | 1 | 1 | 0.7950 |" in table and "int8_size_ratio: 0.3000" in table
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--variants", "f64"], "--variants must name some of"),
+    (["--variants", "f32,int8"], "needs --calibration"),
+])
+def test_tflite_command_refuses_bad_options(saved, tmp_path, capsys, argv, message):
+    assert cli.main(["tflite", "--model", str(saved), "--out", str(tmp_path)] + argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_int8_refuses_too_few_calibration_clips(saved, tmp_path, capsys):
+    shards = write_shards(tmp_path / "cal", 20)
+    assert cli.main(["tflite", "--model", str(saved), "--out", str(tmp_path / "out"),
+                     "--variants", "int8", "--calibration", shards]) == 2
+    assert "at least 100" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "metadata.json").exists()
+
+
+def test_refuses_what_is_not_a_glat_model(tmp_path, capsys):
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    plain.save(tmp_path / "plain.keras")
+    for command in (["saved-model"], ["tflite", "--variants", "f32"]):
+        assert cli.main([*command, "--model", str(tmp_path / "plain.keras"),
+                         "--out", str(tmp_path / "o")]) == 2
+        assert "not a GlatModel" in capsys.readouterr().err
+    assert cli.main(["saved-model", "--model", str(tmp_path / "missing.keras"),
+                     "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    done = subprocess.run([sys.executable, "-m", "export.cli", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0
+    assert all(word in done.stdout for word in ("saved-model", "tflite", "report"))
