@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from glat_tf.model import GlatModel
 from train.baseline import BackboneTagger
+from train.fit import json_object
 from train.loop import LoopSettings, make_optimizer, make_train_step
 
 
@@ -47,6 +48,8 @@ def clips_per_second(model, batch, labels, steps: int, warmup: int, repeats: int
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="cnn10_tiny")
+    parser.add_argument("--backbone-kwargs", type=json_object, default={},
+                        help="preset overrides as JSON, as glat-fit's")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
     parser.add_argument("--sample-rate", type=int, default=32000)
@@ -64,11 +67,12 @@ def main(argv=None) -> int:
     labels = tf.cast(tf.random.uniform([args.batch_size, args.num_classes]) < 0.2, tf.float32)
     models = {
         "backbone": BackboneTagger(args.backbone, args.num_classes, args.sample_rate,
-                                   name="backbone"),
+                                   backbone_kwargs=args.backbone_kwargs, name="backbone"),
         "glat": GlatModel(args.backbone, args.num_classes, args.n_clips, args.tau,
-                          args.sample_rate, name="glat"),
+                          args.sample_rate, backbone_kwargs=args.backbone_kwargs, name="glat"),
     }
-    result = {"backbone": args.backbone, "batch_size": args.batch_size, "seconds": args.seconds,
+    result = {"backbone": args.backbone, "backbone_kwargs": args.backbone_kwargs,
+              "batch_size": args.batch_size, "seconds": args.seconds,
               "n_clips": args.n_clips, "tau": args.tau, "cpu_count": os.cpu_count(),
               "machine": platform.processor() or platform.machine(), "tensorflow": tf.__version__}
     for name, model in models.items():

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from glat_tf.data.labels import LabelMap
 from glat_tf.metrics import tagging_scores
 from glat_tf.model import GlatModel
-from test_train import SR, TONES, make_tone_shards
+from test_train import CHEAP, SR, TONES, make_tone_shards
 from train.baseline import BackboneTagger
 from train.durations import duration_groups, group_of
 from train.evaluate import evaluate, main, predict, with_clips
@@ -20,11 +21,13 @@ def setup(tmp_path_factory):
     """Tone shards and an untrained (but fixed) GL-AT model saved with its labels."""
     root = tmp_path_factory.mktemp("eval")
     shards = make_tone_shards(root, n_train=8, n_eval=16)
-    model = GlatModel("cnn6_tiny", num_classes=len(TONES), n_clips=2, tau=0.5)
+    model = GlatModel("cnn6_tiny", num_classes=len(TONES), n_clips=2, tau=0.5,
+                      backbone_kwargs=CHEAP)
     model.build((None, 2 * SR))
     path = root / "model" / "glat.keras"
     path.parent.mkdir()
     model.save(path)
+    shutil.copyfile(shards["labels_csv"], path.parent / "labels.csv")  # as glat-fit leaves it
     return {**shards, "model": str(path), "root": root}
 
 

@@ -118,7 +118,10 @@ def find_labels(model_path: str, eval_glob: str, labels_csv: str | None,
             label_map = LabelMap.from_csv(path)
             break
     else:
-        entries = pipeline.read_manifest(eval_glob)["labels"]
+        entries = pipeline.read_manifest(eval_glob).get("labels")
+        if not entries:
+            raise ValueError(f"no class names: give --labels, or put labels.csv beside "
+                             f"{model_path}")
         label_map = LabelMap(tuple(e["mid"] for e in entries),
                              tuple(e["display_name"] for e in entries))
     if len(label_map) != num_classes:

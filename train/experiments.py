@@ -4,7 +4,8 @@
     python train/experiments.py --seeds 0 --steps 20 --out runs/exp-smoke
 
 Each run is a `glat-fit` process (resumable: a finished run is kept, an interrupted one
-continues) followed by `glat-eval` on its final model; the table reads their summary.json.
+continues) that evaluates its final step; the baseline and GL-AT runs also get `glat-eval
+--strong-labels` for mAP by event duration.
 Writes <results>/demo_results.json and demo_results.md.
 """
 
@@ -18,7 +19,7 @@ import sys
 import time
 
 from train import report
-from train.demo import flags, load_config
+from train.demo import final_eval, flags, load_config
 
 
 def row_specs(config: dict, ratio: float) -> dict:
@@ -43,36 +44,44 @@ TABLE = (("baseline (backbone only)", "baseline", "global"),
          ("baseline on random tau crops", "baseline_crop", "global"))
 
 
-def measure_ratio(config: dict) -> float:
-    """GL-AT / backbone cost per training step, from bench/train_throughput.py's measurement."""
-    from bench.train_throughput import main as bench
+GROUPED = ("baseline", "glat")  # runs also scored by event-duration group
 
+
+def measure_ratio(config: dict) -> float:
+    """GL-AT / backbone cost per training step, measured by bench/train_throughput.py."""
     out = os.path.join(config["out"], "train_throughput.json")
     if not os.path.exists(out):
-        bench(["--backbone", config["backbone"], "--batch-size", str(config["batch_size"]),
-               "--n-clips", str(config["n_clips"]), "--tau", str(config["tau"]),
-               "--num-classes", str(config["num_classes"]), "--out", out])
+        bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "bench", "train_throughput.py")
+        subprocess.run([sys.executable, bench, "--backbone", config["backbone"],
+                        "--backbone-kwargs", json.dumps(config.get("backbone_kwargs", {})),
+                        "--batch-size", str(config["batch_size"]),
+                        "--n-clips", str(config["n_clips"]), "--tau", str(config["tau"]),
+                        "--num-classes", str(config["num_classes"]), "--out", out], check=True)
     with open(out, encoding="utf-8") as f:
         return json.load(f)["glat_cost_ratio"]
 
 
-def run_one(fit_config: dict, run_dir: str, eval_glob: str, strong_labels: str | None) -> dict:
-    """Trains (unless finished) and evaluates one run; {stream: summary}."""
-    summary = os.path.join(run_dir, "eval", "summary.json")
-    if not os.path.exists(summary):
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "fit.log"), "a", encoding="utf-8") as log:
-            fit = [sys.executable, "-m", "train.fit", *flags(fit_config), "--out", run_dir,
-                   "--resume", "--no-progress"]
+def run_one(fit_config: dict, run_dir: str, strong_labels: str | None) -> dict:
+    """Trains one run (kept if finished, continued if interrupted); its final {stream: summary}.
+
+    With `strong_labels`, glat-eval also writes the run's mAP by event-duration group.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    steps = fit_config["steps"]
+    with open(os.path.join(run_dir, "fit.log"), "a", encoding="utf-8") as log:
+        if not os.path.exists(os.path.join(run_dir, "final.keras")):
+            fit = [sys.executable, "-m", "train.fit", *flags({**fit_config, "eval_every": steps}),
+                   "--out", run_dir, "--resume", "--no-progress"]
             subprocess.run(fit, check=True, stdout=log, stderr=subprocess.STDOUT)
+        groups = os.path.join(run_dir, "eval", "duration_groups.json")
+        if strong_labels and not os.path.exists(groups):
             evaluate = [sys.executable, "-m", "train.evaluate", "--model",
-                        os.path.join(run_dir, "final.keras"), "--eval", eval_glob, "--out",
-                        os.path.join(run_dir, "eval"), "--no-progress"]
-            if strong_labels:
-                evaluate += ["--strong-labels", strong_labels]
+                        os.path.join(run_dir, "final.keras"), "--eval", fit_config["eval"],
+                        "--out", os.path.join(run_dir, "eval"), "--strong-labels",
+                        strong_labels, "--no-progress"]
             subprocess.run(evaluate, check=True, stdout=log, stderr=subprocess.STDOUT)
-    with open(summary, encoding="utf-8") as f:
-        return json.load(f)
+    return final_eval(run_dir, steps)
 
 
 def groups_of(run_dir: str) -> dict | None:
@@ -106,23 +115,23 @@ def main(argv=None) -> int:
     ratio = args.cost_ratio or measure_ratio(config)
     print(f"GL-AT / backbone cost per step: {ratio:.2f}", flush=True)
     fit_base = {k: v for k, v in config.items() if k not in ("out", "num_classes")}
-    fit_base.update(train=data["train"], eval=None, eval_every=10 ** 9)
+    fit_base.update(train=data["train"], eval=data["eval"])
     runs: dict = {}
     specs = row_specs(config, ratio)
     for seed in seeds:
         for name, extra in specs.items():
             run_dir = os.path.join(config["out"], name, f"seed{seed}")
             t0 = time.perf_counter()
+            strong = data["strong_labels"] if name in GROUPED else None
             runs.setdefault(name, []).append(run_one({**fit_base, **extra, "seed": seed},
-                                                     run_dir, data["eval"],
-                                                     data["strong_labels"]))
+                                                     run_dir, strong))
             maps = ", ".join(f"{s} {v['mAP']:.4f}" for s, v in runs[name][-1].items())
             print(f"seed {seed} {name}: mAP {maps} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
     table = [(label, report.aggregate([r[stream] for r in runs[name]]))
              for label, name, stream in TABLE]
     groups = {name: [groups_of(os.path.join(config["out"], name, f"seed{s}")) for s in seeds]
-              for name in ("baseline", "glat")}
+              for name in GROUPED}
     minutes = (time.perf_counter() - start) / 60
     result = {"config": config, "seeds": seeds, "cost_ratio": ratio,
               "steps": {name: extra.get("steps", config["steps"]) for name, extra in specs.items()},

@@ -17,7 +17,7 @@ STRATEGY_CHOICES = ("default", "mirrored", "multiworker")
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-def _json_object(text):
+def json_object(text):
     if isinstance(text, dict):  # from a config file
         return text
     try:
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", default="attention", choices=("attention", "random"),
                    help="random: the control with random windows")
     p.add_argument("--no-suppress-overlap", dest="suppress_overlap", action="store_false")
-    p.add_argument("--backbone-kwargs", type=_json_object, default={},
+    p.add_argument("--backbone-kwargs", type=json_object, default={},
                    help='preset overrides as JSON, e.g. \'{"n_mels": 32, "hop_length": 640}\'')
     p.add_argument("--backbone-only", action="store_true", help="train the plain backbone")
     p.add_argument("--random-crop", type=float, metavar="TAU",

@@ -209,6 +209,7 @@ class Trainer:
                     if rate is not None:
                         values["train/clips_per_second"] = rate
                     _scalars(values, step)
+                    tf.summary.flush()  # TensorBoard shows progress now, not at the 2-min flush
                     clips_since, timer = 0, now
                 if step % s.checkpoint_every == 0:
                     self.checkpointer.save()
