@@ -13,35 +13,36 @@ SCORES = ("fused", "global", "local")
 class Tolerance:
     """How far a stage may drift from Keras.
 
-    max_abs / mean_abs bound |score - Keras score| over the fused, global and local
-    probabilities of every clip and class. `selection` is the least fraction of the
-    N picks per clip that must be as good as Keras' by Keras' own scores: the same
-    pick, or a class and window whose Keras score and frame activation are within
-    `tie` of those Keras picked (a quantized stream may take the neighbour of two
-    nearly equal frames). `local_same_crops` bounds the local model alone, run on
-    Keras' own crops.
+    `global_max_abs` bounds |global score - Keras'| over every clip and class;
+    `local_max_abs` the local model's per-crop scores on Keras' own crops (so that a
+    different pick does not count as the local model's error; the SavedModel, which
+    has no separate local model, on its local scores); `mean_abs` the mean over the
+    fused, global and local scores as served. `selection` is the least fraction of
+    picks as good as Keras' by Keras' own scores: the same pick, or a class and
+    window whose Keras score and frame activation are within `tie` of Keras' choice
+    (a quantized stream may take the neighbour of two nearly equal frames).
     """
 
-    max_abs: float
+    global_max_abs: float
+    local_max_abs: float
     mean_abs: float
     selection: float
     tie: float
-    local_same_crops: float
 
 
-# Measured on the tests' tiny model and the demo-trained cnn10_small (see the report);
-# the bounds leave room above what was seen, not above what would be acceptable.
+# Bounds set above what was measured (tests' tiny model; cnn10_small trained on the demo
+# set, 120 eval clips: see the export report), so they flag a regression, not noise.
 TOLERANCES = {
-    "saved_model": Tolerance(max_abs=1e-5, mean_abs=1e-6, selection=1.0, tie=0.0,
-                             local_same_crops=1e-5),
-    "f32": Tolerance(max_abs=1e-4, mean_abs=1e-5, selection=1.0, tie=1e-5,
-                     local_same_crops=1e-4),
-    "f16": Tolerance(max_abs=0.01, mean_abs=1e-3, selection=1.0, tie=0.005,
-                     local_same_crops=0.01),
-    "dyn": Tolerance(max_abs=0.1, mean_abs=0.01, selection=0.95, tie=0.03,
-                     local_same_crops=0.05),
-    "int8": Tolerance(max_abs=0.2, mean_abs=0.02, selection=0.9, tie=0.05,
-                      local_same_crops=0.1),
+    "saved_model": Tolerance(global_max_abs=1e-5, local_max_abs=1e-5, mean_abs=1e-6,
+                             selection=1.0, tie=0.0),
+    "f32": Tolerance(global_max_abs=1e-4, local_max_abs=1e-4, mean_abs=1e-5,
+                     selection=1.0, tie=1e-5),
+    "f16": Tolerance(global_max_abs=0.01, local_max_abs=0.01, mean_abs=1e-3,
+                     selection=1.0, tie=0.005),
+    "dyn": Tolerance(global_max_abs=0.05, local_max_abs=0.08, mean_abs=0.01,
+                     selection=0.95, tie=0.03),
+    "int8": Tolerance(global_max_abs=0.15, local_max_abs=0.3, mean_abs=0.03,
+                      selection=0.95, tie=0.05),
 }
 
 
@@ -124,9 +125,8 @@ def compare(reference: dict, got: dict, samples: int, crop_samples: int, tie: fl
              "selection": float(equivalent_picks(reference, got, samples, crop_samples,
                                                  tie).mean()),
              **{f"max_abs_{k}": float(np.abs(got[k] - reference[k]).max()) for k in SCORES}}
-    if "same_crops" in got:
-        stats["local_same_crops"] = float(np.abs(got["same_crops"]
-                                                 - reference["per_crop"]).max())
+    stats["local_same_crops"] = (float(np.abs(got["same_crops"] - reference["per_crop"]).max())
+                                 if "same_crops" in got else stats["max_abs_local"])
     return stats
 
 
@@ -141,9 +141,11 @@ def check(stage: str, stats: dict, tolerances=None) -> list[str]:
     """Violations of `stage`'s tolerance (empty when the stage passes)."""
     tolerance = (tolerances or TOLERANCES)[stage]
     problems = []
-    for name in ("max_abs", "mean_abs", "local_same_crops"):
-        if name in stats and not stats[name] <= getattr(tolerance, name):
-            problems.append(f"{stage}: {name} {stats[name]:.3g} > {getattr(tolerance, name):g}")
+    for measured, bound in (("max_abs_global", "global_max_abs"),
+                            ("local_same_crops", "local_max_abs"), ("mean_abs", "mean_abs")):
+        if not stats[measured] <= getattr(tolerance, bound):  # NaN fails too
+            problems.append(f"{stage}: {measured} {stats[measured]:.3g} > "
+                            f"{bound} {getattr(tolerance, bound):g}")
     if stats["selection"] < tolerance.selection:
         problems.append(f"{stage}: only {stats['selection']:.0%} of picks are as good as "
                         f"Keras' within {tolerance.tie} (need {tolerance.selection:.0%})")
