@@ -143,6 +143,15 @@ def test_litert_pair_matches_keras_within_the_stage_tolerance(exported, variant)
         assert stats["same_picks"] == 1.0  # the same arithmetic picks exactly Keras' windows
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_digital_silence_gives_finite_scores(exported, variant):
+    # Plain float16 conversion rounds the log's floor 1e-10 to 0: log(0) and NaN scores.
+    out = LitePair.from_dir(exported["root"] / "lite", variant)(np.zeros(WINDOW, np.float32))
+    assert all(np.isfinite(out[k]).all() for k in ("fused", "global", "local"))
+    silent = exported["model"](np.zeros([1, WINDOW], np.float32))["fused"][0]
+    np.testing.assert_allclose(out["fused"], silent, atol=0.05)
+
+
 def test_quantized_files_are_smaller(exported):
     size = {v: sum((exported["root"] / "lite" / f).stat().st_size
                    for f in exported["meta"]["variants"][v].values()) for v in VARIANTS}
