@@ -274,3 +274,21 @@ def test_stop_request_turns_sigterm_into_a_flag():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_init_from_a_panns_checkpoint_fills_both_streams_for_a_new_label_set(tmp_path):
+    torch = pytest.importorskip("torch")
+    from test_panns_import import panns_cnn10_state
+
+    state = panns_cnn10_state(np.random.default_rng(0))
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in state.items()}},
+               tmp_path / "Cnn10.pth")
+    glat = GlatModel("cnn10", num_classes=len(TONES), n_clips=1, tau=0.5)
+    glat.build((None, SR))
+    message = load_init(glat, str(tmp_path / "Cnn10.pth"))
+    assert "classifier left new for 4 classes" in message
+    first_conv = state["conv_block1.conv1.weight"].transpose(2, 3, 1, 0)  # (kh, kw, in, out)
+    for stream in (glat.global_backbone, glat.local_backbone):
+        kernel = stream.blocks[0].conv_layers[0].kernel
+        np.testing.assert_allclose(np.asarray(kernel), first_conv, rtol=0, atol=0)
+        assert tuple(stream.head.fc.kernel.shape) == (512, len(TONES))

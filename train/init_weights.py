@@ -62,11 +62,22 @@ def load_init(model, path: str) -> str:
 
 
 def _load_panns(model, targets: dict, path: str) -> str:
-    try:  # imported here: torch is only needed for this one option
+    try:  # imported here: only this one option needs the importer
         from glat_tf.convert import panns
     except ImportError as exc:
         raise RuntimeError(f"--init {path}: the PANNs importer is unavailable ({exc})") from exc
     state_dict = panns.load_panns_checkpoint(path)
-    # The baseline's one backbone is named like GlatModel's global stream, so both work.
-    panns.import_into_glat(model, state_dict, streams=tuple(targets))
-    return f"initialised {', '.join(targets)} stream(s) from PANNs checkpoint {path}"
+    head = {k: v for k, v in state_dict.items() if k.startswith(f"{HEAD_LAYER}.")}
+    new_labels = bool(head) and head[f"{HEAD_LAYER}.bias"].shape[0] != model.num_classes
+    if new_labels:
+        # Fine-tuning on another label set: everything but the classifier must load.
+        state_dict = {k: v for k, v in state_dict.items() if k not in head}
+    lines = []
+    for name, backbone in targets.items():
+        report = panns.import_into_backbone(backbone, state_dict, strict=not new_labels)
+        others = [k for k in report.missing + report.unexpected if HEAD_LAYER not in k]
+        if others:
+            raise ValueError(f"--init {path}: {report.summary()}")
+        lines.append(f"{name} stream: {report.summary().splitlines()[0]}")
+    note = f" (classifier left new for {model.num_classes} classes)" if new_labels else ""
+    return f"initialised from {path}{note}: " + "; ".join(lines)

@@ -150,6 +150,15 @@ class Trainer:
             tqdm.write(text, file=sys.stdout)
             sys.stdout.flush()
 
+    def _log_scalars(self, step: int, losses: dict, clips_per_second: float | None) -> None:
+        values = {f"train/{k}": v for k, v in losses.items()}
+        values["train/learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+        if clips_per_second is not None:
+            values["train/clips_per_second"] = clips_per_second
+        _scalars(values, step)
+        tf.summary.flush()  # TensorBoard shows progress now, not at the 2-minute flush
+
     def evaluate(self, step: int) -> dict:
         """Scores the eval set, logs it, keeps best.keras by the main stream's mAP (chief only)."""
         if self._forward is None:
@@ -203,13 +212,7 @@ class Trainer:
                     now = time.perf_counter()
                     # The first interval holds tracing: clips/s starts after it.
                     rate = clips_since / (now - timer) if step - started > s.log_every else None
-                    values = {f"train/{k}": v for k, v in losses.items()}
-                    values["train/learning_rate"] = float(
-                        keras.ops.convert_to_numpy(self.optimizer.learning_rate))
-                    if rate is not None:
-                        values["train/clips_per_second"] = rate
-                    _scalars(values, step)
-                    tf.summary.flush()  # TensorBoard shows progress now, not at the 2-min flush
+                    self._log_scalars(step, losses, rate)
                     clips_since, timer = 0, now
                 if step % s.checkpoint_every == 0:
                     self.checkpointer.save()

@@ -15,13 +15,13 @@ MAX_BARS = 60  # beyond this a bar chart is unreadable: show the best and worst 
 
 def sweep_plot(sweep: dict, path: str, *, n_clips: int, tau: float) -> None:
     """sweep = {"n": [{"n_clips", "tau", "global", "local", "fused"}...], "tau": [...]}, mAP values."""
-    panels = [(key, label, fixed) for key, label, fixed in
-              (("n", "N (clips selected)", f"tau = {tau:g} s"),
-               ("tau", "tau (window, s)", f"N = {n_clips}")) if sweep.get(key)]
+    panels = [(key, name, label, fixed) for key, name, label, fixed in
+              (("n", "N", "N (clips selected)", f"tau = {tau:g} s"),
+               ("tau", "tau", "tau (window, s)", f"N = {n_clips}")) if sweep.get(key)]
     if not panels:
         raise ValueError("sweep holds no points to plot")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
-    for ax, (key, label, fixed) in zip(axes[0], panels):
+    for ax, (key, name, label, fixed) in zip(axes[0], panels):
         points = sweep[key]
         x = [p["n_clips" if key == "n" else "tau"] for p in points]
         for stream, (color, style) in STREAM_STYLE.items():
@@ -29,7 +29,7 @@ def sweep_plot(sweep: dict, path: str, *, n_clips: int, tau: float) -> None:
         ax.set_xlabel(label)
         ax.set_ylabel("mAP")
         ax.set_xticks(x)
-        ax.set_title(f"mAP vs {key} ({fixed})")
+        ax.set_title(f"mAP vs {name} ({fixed})")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
