@@ -143,17 +143,33 @@ class LogMel(keras.layers.Layer):
                              f"{tuple(self._mel.shape)} (n_fft/2 + 1, n_mels)")
         self._mel.assign(matrix)
 
+    def _frames(self, padded, num_frames):
+        """(batch, padded samples) -> (batch, num_frames, n_fft) overlapping frames.
+
+        Cut as hop-sized chunks joined with their next ceil(n_fft / hop) - 1
+        neighbours: reshape, slice and concat only. A GATHER with a (frames, n_fft)
+        index table also converts, but stores that table in the model (4 MB for
+        10 s), which int8 quantization cannot shrink.
+        """
+        hop = self.hop_length
+        chunks_per_frame = -(-self.n_fft // hop)
+        num_chunks = num_frames + chunks_per_frame - 1
+        # Zeros past the padded end only ever fill the tail of the last frame's last chunk,
+        # which lies beyond n_fft and is cut off below.
+        short = tf.maximum(num_chunks * hop - tf.shape(padded)[1], 0)
+        padded = tf.pad(padded, [[0, 0], [0, short]])
+        chunks = tf.reshape(padded[:, :num_chunks * hop], [tf.shape(padded)[0], num_chunks, hop])
+        frames = tf.concat([chunks[:, i:i + num_frames] for i in range(chunks_per_frame)], axis=2)
+        return frames[:, :, :self.n_fft]  # (batch, frames, n_fft)
+
     def log_mel(self, waveform):
         """(batch, samples) -> (batch, frames, n_mels) in dB, before bn0."""
         waveform = tf.convert_to_tensor(waveform, tf.float32)
         pad = self.n_fft // 2
         # (batch, samples + n_fft)
         padded = tf.pad(waveform, [[0, 0], [pad, pad]], mode="REFLECT")
-        num_frames = tf.shape(waveform)[1] // self.hop_length + 1
-        # Gather, not tf.signal.frame: a plain GATHER converts to one LiteRT builtin.
-        index = (tf.range(num_frames)[:, None] * self.hop_length
-                 + tf.range(self.n_fft)[None, :])  # (frames, n_fft)
-        frames = tf.gather(padded, index, axis=1) * self._window  # (batch, frames, n_fft)
+        frames = self._frames(padded, tf.shape(waveform)[1] // self.hop_length + 1)
+        frames = frames * self._window  # (batch, frames, n_fft)
         spectrum = tf.signal.rfft(frames, fft_length=[self.n_fft])  # (batch, frames, n_bins)
         power = tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2
         mel = tf.tensordot(power, self._mel, axes=[[2], [0]])  # (batch, frames, n_mels)
