@@ -292,3 +292,18 @@ def test_init_from_a_panns_checkpoint_fills_both_streams_for_a_new_label_set(tmp
         kernel = stream.blocks[0].conv_layers[0].kernel
         np.testing.assert_allclose(np.asarray(kernel), first_conv, rtol=0, atol=0)
         assert tuple(stream.head.fc.kernel.shape) == (512, len(TONES))
+
+
+def test_experiment_rows_scale_the_matched_baseline_and_report_the_spread():
+    from train.experiments import row_specs
+    from train.report import aggregate, markdown_table
+
+    specs = row_specs({"steps": 200, "tau": 2.0}, ratio=1.58)
+    assert specs["baseline_matched"] == {"backbone_only": True, "steps": 316}
+    assert specs["baseline_crop"] == {"backbone_only": True, "random_crop": 2.0}
+    assert specs["glat_random"] == {"selection": "random"}
+    runs = [{"mAP": 0.2, "mAUC": 0.6, "d_prime": 0.3}, {"mAP": 0.4, "mAUC": 0.8, "d_prime": 1.2}]
+    agg = aggregate(runs)
+    assert agg["mAP"]["mean"] == pytest.approx(0.3)
+    assert agg["mAP"]["std"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert "| GL-AT | 0.300 +- 0.141 |" in markdown_table([("GL-AT", agg)])

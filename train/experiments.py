@@ -45,6 +45,7 @@ TABLE = (("baseline (backbone only)", "baseline", "global"),
 
 
 GROUPED = ("baseline", "glat")  # runs also scored by event-duration group
+TRAINED: list = []  # run folders this invocation trained (the others were finished already)
 
 
 def measure_ratio(config: dict) -> float:
@@ -71,6 +72,7 @@ def run_one(fit_config: dict, run_dir: str, strong_labels: str | None) -> dict:
     steps = fit_config["steps"]
     with open(os.path.join(run_dir, "fit.log"), "a", encoding="utf-8") as log:
         if not os.path.exists(os.path.join(run_dir, "final.keras")):
+            TRAINED.append(run_dir)
             fit = [sys.executable, "-m", "train.fit", *flags({**fit_config, "eval_every": steps}),
                    "--out", run_dir, "--resume", "--no-progress"]
             subprocess.run(fit, check=True, stdout=log, stderr=subprocess.STDOUT)
@@ -81,7 +83,11 @@ def run_one(fit_config: dict, run_dir: str, strong_labels: str | None) -> dict:
                         "--out", os.path.join(run_dir, "eval"), "--strong-labels",
                         strong_labels, "--no-progress"]
             subprocess.run(evaluate, check=True, stdout=log, stderr=subprocess.STDOUT)
-    return final_eval(run_dir, steps)
+    try:
+        return final_eval(run_dir, steps)
+    except ValueError:
+        raise ValueError(f"{run_dir} holds a finished run of other settings (no evaluation at "
+                         f"step {steps}); delete it or choose another --out") from None
 
 
 def groups_of(run_dir: str) -> dict | None:
@@ -133,7 +139,7 @@ def main(argv=None) -> int:
     groups = {name: [groups_of(os.path.join(config["out"], name, f"seed{s}")) for s in seeds]
               for name in GROUPED}
     minutes = (time.perf_counter() - start) / 60
-    result = {"config": config, "seeds": seeds, "cost_ratio": ratio,
+    result = {"config": config, "seeds": seeds, "cost_ratio": ratio, "trained_now": TRAINED,
               "steps": {name: extra.get("steps", config["steps"]) for name, extra in specs.items()},
               "rows": dict(table), "duration_groups": groups, "minutes": minutes,
               "commands": {"all": "python train/experiments.py"}}
@@ -143,7 +149,8 @@ def main(argv=None) -> int:
     note = (f"Synthetic demo set, {config['backbone']}, batch {config['batch_size']}, "
             f"{config['steps']} steps (compute-matched baseline: "
             f"{result['steps']['baseline_matched']} = steps x {ratio:.2f}), N={config['n_clips']}, "
-            f"tau={config['tau']} s; mean +- std over seeds {seeds}; {minutes:.0f} min.")
+            f"tau={config['tau']} s; mean +- std over seeds {seeds}. This invocation trained "
+            f"{len(TRAINED)} of {len(seeds) * len(specs)} runs in {minutes:.0f} min.")
     markdown = report.markdown_table(table, note=note)
     if any(g for per_seed in groups.values() for g in per_seed):
         markdown += ("\n\nBy median event duration (short < 0.5 s, long > 2 s), "
