@@ -13,6 +13,10 @@ import os
 import runpy
 import sys
 
+# Before TensorFlow loads: the BFC allocator reuses batch buffers instead of faulting in
+# fresh pages per batch (balanced input pipeline: 560 -> 915 clips per CPU-second here).
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
 STRATEGY_CHOICES = ("default", "mirrored", "multiworker")
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
