@@ -46,8 +46,6 @@ class GlatModel(keras.Model):
         super().__init__(**kwargs)
         if loss_mode not in LOSS_MODES:
             raise ValueError(f"loss_mode must be one of {LOSS_MODES}, got loss_mode={loss_mode!r}")
-        if isinstance(n_clips, int) and n_clips > num_classes:
-            raise ValueError(f"n_clips={n_clips} is larger than num_classes={num_classes}")
         self.backbone = backbone
         self.num_classes = num_classes
         self.n_clips = n_clips
@@ -59,6 +57,7 @@ class GlatModel(keras.Model):
         self.backbone_kwargs = dict(backbone_kwargs or {})
         self.select = SelectClips(n_clips, tau, sample_rate, suppress_overlap, selection,
                                   name="select_clips")
+        self.select.check_inputs((None, None), num_classes)  # N <= classes, at construction
         stream_kwargs = dict(num_classes=num_classes, sample_rate=sample_rate,
                              **self.backbone_kwargs)
         self.global_backbone = backbones.build(backbone, name="global_stream", **stream_kwargs)
