@@ -26,7 +26,7 @@ WARMUP_HOPS = 2  # the first invocations allocate and plan XNNPACK: not steady s
 def build(args, variants) -> dict[str, pathlib.Path]:
     """Random-init GlatModel exported per variant into <models>/<variant>/ (reused if present)."""
     root = pathlib.Path(args.models)
-    todo = [v for v in variants if not (root / v / "metadata.json").is_file()]
+    todo = [v for v in variants if not _has_streaming(root / v / "metadata.json")]
     if todo or not (root / "stream.wav").is_file():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
@@ -54,8 +54,13 @@ def build(args, variants) -> dict[str, pathlib.Path]:
         for variant in tqdm(todo, desc="export"):
             export_tflite(model, root / variant, LabelMap.audioset(), variants=(variant,),
                           window_samples=window,
-                          calibration=fit_length(clips, window) if variant == "int8" else None)
+                          calibration=fit_length(clips, window) if variant == "int8" else None,
+                          streaming=True)
     return {v: root / v for v in variants}
+
+
+def _has_streaming(path: pathlib.Path) -> bool:
+    return path.is_file() and "streaming" in json.loads(path.read_text())
 
 
 def _peak_rss_mb() -> float:
@@ -66,14 +71,19 @@ def _peak_rss_mb() -> float:
 
 
 def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops: int,
-            hop: float, core: int | None) -> dict:
+            hop: float, core: int | None, mode: str) -> dict:
     """Runs in a fresh process (no TensorFlow loaded), pinned to one core."""
-    from edge_runtime import FileSource, StreamTagger, Tagger, read_metadata
+    from edge_runtime import FileSource, StreamTagger, read_metadata
+    from edge_runtime.stream import make_tagger
+    from edge_runtime.streaming import PARTS
     if core is not None:
         os.sched_setaffinity(0, {core})
     meta = read_metadata(pair_dir)
     (variant, files), = meta["variants"].items()
-    tagger = Tagger(pair_dir / files["global"], pair_dir / files["local"], meta, threads=threads)
+    streaming = mode == "streaming"
+    tagger = make_tagger(pair_dir / files["global"], pair_dir / files["local"], meta, threads,
+                         streaming)
+    used = [files[p] for p in (PARTS if streaming else ("global", "local"))]
     events = StreamTagger(tagger, hop).run(FileSource(stream_wav))
     per_hop, cpu = [], []
     for _ in range(hops + WARMUP_HOPS):
@@ -88,7 +98,8 @@ def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops
     steady, cpu = np.array(per_hop[WARMUP_HOPS:]), np.array(cpu[WARMUP_HOPS:])
     if not len(steady):
         raise ValueError(f"{stream_wav} is too short for {WARMUP_HOPS + 1} hops of {hop} s")
-    return {"variant": variant, "threads": threads, "hops": len(steady), "hop_s": hop,
+    return {"variant": variant, "mode": mode, "threads": threads, "hops": len(steady),
+            "hop_s": hop,
             "p50_ms": 1e3 * float(np.percentile(steady, 50)),
             "p95_ms": 1e3 * float(np.percentile(steady, 95)),
             "max_ms": 1e3 * float(steady.max()),
@@ -98,16 +109,18 @@ def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops
             "load_avg_1min": os.getloadavg()[0],
             "real_time_factor": float(steady.sum() / (len(steady) * hop)),
             "peak_rss_mb": _peak_rss_mb(),
-            "size_mb": sum((pair_dir / f).stat().st_size for f in files.values()) / 2**20,
+            "size_mb": sum((pair_dir / f).stat().st_size for f in used) / 2**20,
             "window_s": meta["window_samples"] / meta["sample_rate"], "n_clips": meta["n_clips"],
             "tau": meta["tau"], "backbone": meta["backbone"]}
 
 
 def table(rows) -> str:
-    lines = ["| variant | threads | size MB | p50 ms/hop | p95 ms/hop | CPU p50 ms | CPU p95 ms "
-             "| RTF | peak RSS MB | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | mode | threads | size MB | p50 ms/hop | p95 ms/hop | CPU p50 ms "
+             "| CPU p95 ms | RTF | peak RSS MB | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['threads']} | {r['size_mb']:.1f} | {r['p50_ms']:.0f} | "
+        lines.append(f"| {r['variant']} | {r['mode']} | {r['threads']} | {r['size_mb']:.1f} | "
+                     f"{r['p50_ms']:.0f} | "
                      f"{r['p95_ms']:.0f} | {r['cpu_p50_ms']:.0f} | {r['cpu_p95_ms']:.0f} | "
                      f"{r['real_time_factor']:.3f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['load_avg_1min']:.1f} |")
@@ -118,7 +131,7 @@ def plot(rows, path: pathlib.Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels = [f"{r['variant']}\n{r['threads']} thr" for r in rows]
+    labels = [f"{r['variant']} {r['mode']}\n{r['threads']} thr" for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(7.5, 1.4 * len(rows) + 4), 3.5))
     ax.bar(x - 0.27, [r["p50_ms"] for r in rows], 0.27, label="wall p50")
@@ -141,6 +154,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-clips", type=int, default=5)
     p.add_argument("--tau", type=float, default=3.0)
     p.add_argument("--variants", default="f32,f16,dyn,int8")
+    p.add_argument("--modes", default="exact,streaming",
+                   help="exact (whole window + N crops per hop) and/or streaming (chunks)")
     p.add_argument("--threads", default="1", help="comma-separated thread counts")
     p.add_argument("--hops", type=int, default=30, help="timed hops per variant")
     p.add_argument("--hop", type=float, default=1.0, help="seconds")
@@ -153,7 +168,7 @@ def main(argv=None) -> int:
     if args.measure:
         pair, wav = args.measure.split(os.pathsep)
         row = measure(pathlib.Path(pair), pathlib.Path(wav), int(args.threads), args.hops,
-                      args.hop, None if args.core < 0 else args.core)
+                      args.hop, None if args.core < 0 else args.core, args.modes)
         print(json.dumps(row))
         return 0
     variants = [v for v in args.variants.split(",") if v]
@@ -161,19 +176,21 @@ def main(argv=None) -> int:
         tempfile.gettempdir(), f"glat_edge_latency_{args.backbone}_{args.window:g}s")
     pairs = build(args, variants)
     rows = []
-    for variant, pair_dir in pairs.items():
-        for threads in [int(t) for t in args.threads.split(",")]:
-            done = subprocess.run(
-                [sys.executable, __file__, "--measure",
-                 f"{pair_dir}{os.pathsep}{pathlib.Path(args.models) / 'stream.wav'}",
-                 "--threads", str(threads), "--hops", str(args.hops), "--hop", str(args.hop),
-                 "--core", str(args.core)], capture_output=True, text=True, check=False)
-            if done.returncode:
-                raise RuntimeError(f"measuring {variant} failed:\n{done.stderr}")
-            rows.append(json.loads(done.stdout.splitlines()[-1]))
-            print(f"{variant} x{threads}: p50 {rows[-1]['p50_ms']:.1f} ms, "
-                  f"p95 {rows[-1]['p95_ms']:.1f} ms, RTF {rows[-1]['real_time_factor']:.3f}",
-                  flush=True)
+    runs = [(v, d, m, int(t)) for v, d in pairs.items() for m in args.modes.split(",")
+            for t in args.threads.split(",")]
+    for variant, pair_dir, mode, threads in runs:
+        done = subprocess.run(
+            [sys.executable, __file__, "--measure",
+             f"{pair_dir}{os.pathsep}{pathlib.Path(args.models) / 'stream.wav'}",
+             "--threads", str(threads), "--hops", str(args.hops), "--hop", str(args.hop),
+             "--core", str(args.core), "--modes", mode], capture_output=True, text=True,
+            check=False)
+        if done.returncode:
+            raise RuntimeError(f"measuring {variant} {mode} failed:\n{done.stderr}")
+        rows.append(json.loads(done.stdout.splitlines()[-1]))
+        print(f"{variant} {mode} x{threads}: p50 {rows[-1]['p50_ms']:.1f} ms, "
+              f"p95 {rows[-1]['p95_ms']:.1f} ms, RTF {rows[-1]['real_time_factor']:.3f}",
+              flush=True)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     r = rows[0]

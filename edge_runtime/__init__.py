@@ -2,11 +2,12 @@
 
 from edge_runtime.ring_buffer import RingBuffer
 from edge_runtime.sources import ArraySource, Conditioner, FileSource, MicSource, PcmSource
+from edge_runtime.streaming import StreamingTagger
 from edge_runtime.tagger import HopResult, Tagger
 
 _FROM_STREAM = ("Event", "StreamTagger", "read_metadata")
 __all__ = ["ArraySource", "Conditioner", "FileSource", "HopResult", "MicSource", "PcmSource",
-           "RingBuffer", "Tagger", *_FROM_STREAM]
+           "RingBuffer", "StreamingTagger", "Tagger", *_FROM_STREAM]
 
 
 def __getattr__(name):

@@ -13,6 +13,7 @@ import numpy as np
 
 from edge_runtime.ring_buffer import RingBuffer
 from edge_runtime.sources import PCM_FORMATS, Conditioner, open_source
+from edge_runtime.streaming import PARTS, StreamingTagger
 from edge_runtime.tagger import HopResult, Tagger, check_metadata
 
 
@@ -54,7 +55,8 @@ class StreamTagger:
     Blocks at the source's rate are mixed down, cleaned and resampled to the
     model's rate; a block that crosses a hop boundary is split there, so hop k's
     window is exactly the stream's samples [k*hop - window, k*hop) (zeros before
-    0: `partial`). At the end of the stream, audio since the last hop gets one
+    0: `partial`). The buffer holds what the tagger asks for (`history_samples`:
+    the window, or more for a StreamingTagger). At the end of the stream, audio since the last hop gets one
     more event. Memory is constant whatever the stream's length.
 
     Example:
@@ -69,18 +71,19 @@ class StreamTagger:
         self.tagger = tagger
         self.sample_rate = tagger.sample_rate
         self.hop_samples = max(1, int(round(hop_seconds * self.sample_rate)))
-        self.ring = RingBuffer(tagger.window_samples)
-        self._window = np.zeros(tagger.window_samples, np.float32)
+        self.ring = RingBuffer(tagger.history_samples)
+        self._window = np.zeros(tagger.history_samples, np.float32)
         self._since_hop = 0
         self._repaired: dict[int, int] = {}
 
     def _event(self, last: bool = False) -> Event:
         self.ring.window(out=self._window)
-        result = self.tagger(self._window)
+        result = self.tagger(self._window, stream_end=self.ring.total)
         # Repaired frames belong to the line whose hop they fall in (all that is left, at the end).
         due = [h for h in self._repaired if last or h * self.hop_samples < self.ring.total]
         nan_samples = sum(self._repaired.pop(h) for h in due)
-        return Event(self.ring.total / self.sample_rate, not self.ring.full, result, nan_samples)
+        partial = self.ring.total < self.tagger.window_samples
+        return Event(self.ring.total / self.sample_rate, partial, result, nan_samples)
 
     def _condition(self, conditioner: Conditioner, block) -> np.ndarray:
         samples = conditioner(block)
@@ -108,6 +111,7 @@ class StreamTagger:
             raise ValueError("the source has no sample_rate: pass sample_rate=")
         conditioner = Conditioner(rate, self.sample_rate)
         self.ring.reset()
+        self.tagger.reset()
         self._since_hop = 0
         self._repaired = {}  # hop index -> frames of non-finite input replaced in it
         for block in source:
@@ -124,6 +128,23 @@ class StreamTagger:
                                         event.nan_samples)
 
 
+def make_tagger(global_model, local_model, meta: dict, threads: int = 1,
+                streaming: bool = False) -> Tagger:
+    """The exact pair's Tagger, or the StreamingTagger of the same variant's streaming models."""
+    if not streaming:
+        return Tagger(global_model, local_model, meta, threads=threads)
+    name = os.path.basename(os.fspath(global_model))
+    found = [files for files in meta.get("variants", {}).values() if files.get("global") == name]
+    if not found:
+        raise ValueError(f"metadata.json lists no variant whose global model is {name}")
+    missing = [p for p in PARTS if p not in found[0]]
+    if missing:
+        raise ValueError(f"{name}'s variant has no streaming models {missing}: export with "
+                         "glat-export tflite --streaming")
+    folder = os.path.dirname(os.fspath(global_model))
+    return StreamingTagger({p: os.path.join(folder, found[0][p]) for p in PARTS}, meta, threads)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge_runtime.stream",
@@ -136,6 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="labels per line (default 5)")
     p.add_argument("--offline", action="store_true",
                    help="read a file as fast as possible instead of in real time")
+    p.add_argument("--streaming", action="store_true",
+                   help="run the feature-streaming models of --global's variant (exported with "
+                        "glat-export tflite --streaming): a short chunk per hop instead of the "
+                        "whole window and N crops")
     p.add_argument("--metadata", help="metadata.json (default: beside --global)")
     p.add_argument("--rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")
     p.add_argument("--format", default="s16le", choices=sorted(PCM_FORMATS),
@@ -151,7 +176,8 @@ def main(argv=None) -> int:
         if args.top_k < 1:
             raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
         meta = read_metadata(args.global_model, args.metadata)
-        tagger = Tagger(args.global_model, args.local_model, meta, threads=args.threads)
+        tagger = make_tagger(args.global_model, args.local_model, meta, args.threads,
+                             args.streaming)
         stream = StreamTagger(tagger, args.hop)
         if stream.hop_samples > tagger.window_samples:
             print(f"warning: hop {args.hop} s is longer than the window "

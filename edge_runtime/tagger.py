@@ -56,7 +56,7 @@ def check_metadata(meta: dict, path="metadata") -> dict:
     return meta
 
 
-class _Model:
+class LiteModel:
     """A LiteRT signature runner with its one input's shape checked and (de)quantization handled."""
 
     def __init__(self, model, threads: int, expect_shape, outputs, what: str):
@@ -108,6 +108,14 @@ class Tagger:
     """
 
     def __init__(self, global_model, local_model, metadata: dict, threads: int = 1):
+        self._setup(metadata, threads)
+        self.global_model = LiteModel(global_model, threads, (1, self.window_samples),
+                                   GLOBAL_OUTPUTS, "global")
+        self.local_model = LiteModel(local_model, threads, (self.n_clips, self.crop_samples),
+                                  ("clipwise",), "local")
+        self._crops = np.zeros((self.n_clips, self.crop_samples), np.float32)
+
+    def _setup(self, metadata: dict, threads: int) -> None:
         meta = check_metadata(metadata)
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
@@ -118,13 +126,13 @@ class Tagger:
         self.n_clips = int(meta["n_clips"])
         self.num_classes = int(meta["num_classes"])
         self.labels = [(str(item["display_name"]), str(item["mid"])) for item in meta["labels"]]
-        self.global_model = _Model(global_model, threads, (1, self.window_samples),
-                                   GLOBAL_OUTPUTS, "global")
-        self.local_model = _Model(local_model, threads, (self.n_clips, self.crop_samples),
-                                  ("clipwise",), "local")
-        self._crops = np.zeros((self.n_clips, self.crop_samples), np.float32)
+        # The audio a call needs, ending at the stream's newest sample: here one window.
+        self.history_samples = self.window_samples
 
-    def __call__(self, window: np.ndarray) -> HopResult:
+    def reset(self) -> None:
+        """Forget the stream (nothing to forget: every window is tagged on its own)."""
+
+    def __call__(self, window: np.ndarray, stream_end: int | None = None) -> HopResult:
         window = np.asarray(window, dtype=np.float32)
         if window.shape != (self.window_samples,):
             raise ValueError(f"window must have shape ({self.window_samples},), got {window.shape}")

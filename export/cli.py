@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     lite.add_argument("--window-seconds", type=float, default=10.0,
                       help="fixed input window of the global model (default 10 s)")
     lite.add_argument("--labels", help="class CSV, as for saved-model")
+    lite.add_argument("--streaming", action="store_true",
+                      help="also the feature-streaming models (chunk + head per stream) that "
+                           "python -m edge_runtime.stream --streaming runs")
 
     sub.add_parser("report", add_help=False,
                    help="size, ops, parity, mAP and latency per variant (see report --help)")
@@ -64,9 +67,9 @@ def _tflite(args) -> int:
         calibration = read_calibration(args.calibration, model.num_classes, window,
                                        args.calibration_clips)
     meta = export_tflite(model, args.out, labels, variants=variants, window_samples=window,
-                         calibration=calibration)
+                         calibration=calibration, streaming=args.streaming)
     for variant, files in meta["variants"].items():
-        print(f"{variant}: {args.out}/{files['global']}, {args.out}/{files['local']}")
+        print(f"{variant}: " + ", ".join(f"{args.out}/{name}" for name in files.values()))
     print(f"metadata: {args.out}/metadata.json (labels from {source})")
     return 0
 

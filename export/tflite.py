@@ -76,19 +76,25 @@ def convert_variants(model, stream: str, variants, window_samples: int,
     computes in float; int8 also runs activations in int8, calibrated on `calibration`
     (clips, window_samples). The frontend and the selection keep float32 constants and
     arithmetic in every variant, and in int8 so do the sigmoids (quantized probabilities
-    tie in argmax). The SavedModel is written once and converted per variant.
+    tie in argmax).
     """
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    check_variants(variants)
     if "int8" in variants and (calibration is None or len(calibration) == 0):
         raise ValueError("the int8 variant needs calibration clips (real audio)")
     fn = global_function(model) if stream == "global" else local_function(model)
-    signature = stream_signature(model, stream, window_samples)
-    track = [model.global_backbone if stream == "global" else model.local_backbone]
+    backbone = model.global_backbone if stream == "global" else model.local_backbone
+    inputs = calibration_inputs(model, stream, calibration) if "int8" in variants else None
+    return convert_callable(fn, stream_signature(model, stream, window_samples), backbone,
+                            variants, inputs)
+
+
+def convert_callable(fn, signature, track, variants, calibration_inputs=None) -> dict[str, bytes]:
+    """`fn` at `signature` as LiteRT flatbuffers, {variant: bytes}; int8 is calibrated on
+    `calibration_inputs` (a list of input arrays). The SavedModel is written once and
+    converted per variant."""
     default = [tf.lite.Optimize.DEFAULT]
     out = {}
-    with litert_convert.saved_model(fn, signature, track) as path:
+    with litert_convert.saved_model(fn, signature, [track]) as path:
         f32 = litert_convert.convert_saved_model(path)
         for variant in variants:
             if variant == "f32":
@@ -101,12 +107,17 @@ def convert_variants(model, stream: str, variants, window_samples: int,
                 out[variant] = litert_convert.convert_saved_model(
                     path, optimizations=default, float_scopes=FLOAT_SCOPES, reference=f32)
             else:
-                inputs = calibration_inputs(model, stream, calibration)
                 out[variant] = litert_convert.convert_saved_model(
                     path, optimizations=default, int8_ops=True,
-                    representative_dataset=lambda: ([x] for x in inputs),
+                    representative_dataset=lambda: ([x] for x in calibration_inputs),
                     float_scopes=FLOAT_SCOPES, float_ops=INT8_FLOAT_OPS, reference=f32)
     return out
+
+
+def check_variants(variants) -> None:
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 
 
 def check_exportable(model) -> None:
@@ -116,16 +127,17 @@ def check_exportable(model) -> None:
 
 
 def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=None,
-                  calibration=None) -> dict:
+                  calibration=None, streaming=False) -> dict:
     """Writes `global_<v>.tflite`, `local_<v>.tflite` per variant and metadata.json.
 
     `labels` is a LabelMap; `calibration` an array (clips, samples) of real audio,
-    needed by int8. Returns the metadata written.
+    needed by int8. `streaming` also writes the feature-streaming models per variant
+    (`{global,local}_{chunk,head}_<v>.tflite`, see export/streaming.py) and their grid
+    under metadata "streaming"; a backbone without local features is refused.
+    Returns the metadata written.
     """
     check_exportable(model)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    check_variants(variants)
     if len(labels) != model.num_classes:
         raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
     window_samples = window_samples or int(round(DEFAULT_WINDOW_SECONDS * model.sample_rate))
@@ -139,8 +151,39 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
             name = f"{stream}_{variant}.tflite"
             (out / name).write_bytes(flatbuffer)
             meta["variants"].setdefault(variant, {})[stream] = name
+    if streaming:
+        meta["streaming"] = export_streaming(model, out, variants, window_samples, calibration,
+                                             meta["variants"])
     (out / "metadata.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+# The heads are about 1% of a hop's arithmetic: int8 activations there would only add error.
+HEAD_VARIANT = {"f32": "f32", "f16": "f16", "dyn": "dyn", "int8": "dyn"}
+
+
+def export_streaming(model, out: pathlib.Path, variants, window_samples: int, calibration,
+                     files: dict) -> dict:
+    """Writes the four streaming models per variant into `out`, their names into
+    `files[variant]`; returns the grid facts (export/streaming.py's plan)."""
+    from export import streaming
+    facts = streaming.plan(model, window_samples)
+    windows = None if calibration is None else fit_length(calibration, window_samples)
+    for part, (fn, signature, backbone) in streaming.parts(model, facts).items():
+        if part.endswith("_chunk"):
+            wanted = list(variants)
+            inputs = (streaming.chunk_calibration(windows, facts) if "int8" in variants
+                      else None)
+        else:
+            wanted = sorted({HEAD_VARIANT[v] for v in variants})
+            inputs = None
+        converted = convert_callable(fn, signature, backbone, wanted, inputs)
+        for variant in variants:
+            kind = variant if part.endswith("_chunk") else HEAD_VARIANT[variant]
+            name = f"{part}_{kind}.tflite"
+            (out / name).write_bytes(converted[kind])
+            files[variant][part] = name
+    return facts
 
 
 def fit_length(clips: np.ndarray, samples: int) -> np.ndarray:

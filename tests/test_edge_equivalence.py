@@ -53,7 +53,8 @@ def _calibration(windows: int = 40) -> np.ndarray:
 
 def build_pair(tmp_path_factory, variant: str) -> Pair:
     """A tiny GlatModel (cnn10_tiny, 5 classes, N=3, tau=1 s, 4 s window) exported with
-    export/tflite.py; built once per test session and variant (test_edge_runtime reuses it)."""
+    export/tflite.py, streaming models included; built once per test session and variant
+    (test_edge_runtime and test_edge_streaming reuse it)."""
     key = (str(tmp_path_factory.getbasetemp()), variant)
     if key in _PAIRS:
         return _PAIRS[key]
@@ -72,7 +73,7 @@ def build_pair(tmp_path_factory, variant: str) -> Pair:
     model = _PAIRS[(str(tmp_path_factory.getbasetemp()), "model")]
     labels = LabelMap(tuple(r["mid"] for r in LABELS), tuple(r["display_name"] for r in LABELS))
     export_tflite(model, root / variant, labels, variants=(variant,), window_samples=WINDOW,
-                  calibration=_calibration() if variant == "int8" else None)
+                  calibration=_calibration() if variant == "int8" else None, streaming=True)
     _PAIRS[key] = Pair(root / variant, model, WINDOW, model.window, LABELS)
     return _PAIRS[key]
 
@@ -81,6 +82,23 @@ def stream_windows(audio: np.ndarray, ends, window: int) -> np.ndarray:
     """The stream's samples [end - window, end) for each end, zeros before the stream's start."""
     padded = np.concatenate([np.zeros(window, np.float32), audio])
     return np.stack([padded[end:end + window] for end in ends])
+
+
+def stream_cli_without_tensorflow(argv: list, cwd) -> tuple[list[str], dict]:
+    """`edge_runtime.stream.main(argv)` in a fresh Python: (JSON lines printed, {"code": exit
+    code, "heavy": the TensorFlow/Keras/glat_tf/torch modules it loaded})."""
+    script = (
+        "import sys, json\n"
+        "from edge_runtime.stream import main\n"
+        f"code = main({[str(a) for a in argv]!r})\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in\n"
+        "               ('tensorflow', 'keras', 'glat_tf', 'tf_keras', 'jax', 'torch'))\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+    assert done.stdout, done.stderr
+    *lines, report = done.stdout.splitlines()
+    return lines, {**json.loads(report), "stderr": done.stderr}
 
 
 def keras_windows(model, windows: np.ndarray) -> dict:

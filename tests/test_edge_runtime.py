@@ -15,7 +15,7 @@ import soxr
 from edge_runtime import (ArraySource, Conditioner, FileSource, HopResult, PcmSource, RingBuffer,
                           StreamTagger, Tagger, read_metadata)
 from edge_runtime import tagger as tagger_module
-from test_edge_equivalence import CLIP, build_pair
+from test_edge_equivalence import CLIP, build_pair, stream_cli_without_tensorflow
 
 RATE = 32000
 
@@ -134,7 +134,7 @@ class StubModel:
 
 @pytest.fixture
 def stub_tagger(monkeypatch):
-    monkeypatch.setattr(tagger_module, "_Model", StubModel)
+    monkeypatch.setattr(tagger_module, "LiteModel", StubModel)
     StubModel.seen = []
     return Tagger("g", "l", STUB_META)
 
@@ -224,18 +224,9 @@ def _cli(pair, *args, stdin=None, timeout=120):
 
 
 def test_runtime_loads_no_tensorflow(pair, tmp_path):
-    script = (
-        "import sys, json\n"
-        "from edge_runtime.stream import main\n"
-        f"code = main(['--global', {str(pair[0])!r}, '--local', {str(pair[1])!r},\n"
-        f"             '--input', {str(CLIP)!r}, '--offline'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in\n"
-        "               ('tensorflow', 'keras', 'glat_tf', 'tf_keras', 'jax', 'torch'))\n"
-        "print(json.dumps({'code': code, 'heavy': heavy}))\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
-    *lines, report = done.stdout.splitlines()
-    assert json.loads(report) == {"code": 0, "heavy": []}, done.stderr
+    lines, report = stream_cli_without_tensorflow(
+        ["--global", pair[0], "--local", pair[1], "--input", CLIP, "--offline"], tmp_path)
+    assert (report["code"], report["heavy"]) == (0, []), report["stderr"]
     assert len(lines) == 7 and all(json.loads(line)["top"] for line in lines)
 
 

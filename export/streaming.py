@@ -1,0 +1,144 @@
+"""Feature streaming: each backbone cut into a chunk model and a head model, for the edge runtime.
+
+The exact runtime runs the global backbone on the whole 10 s window and the local
+backbone on N tau-second crops every hop: 2.5 windows of CNN10 per 1 s hop, which
+one AVX2 core cannot do in half a hop (int8 is barely faster than float there).
+A convolutional backbone's features have a finite receptive field, so on a grid
+of `stride` samples (16 STFT frames for CNN10) a feature depends only on nearby
+audio. The streaming runtime keeps each backbone's features of the last window
+on the stream's grid and, per hop, runs the backbone only on a short chunk
+around the newest audio. The global head runs on the window's features, the
+selection picks grid-aligned windows, and the local head runs on the local
+backbone's features of those windows.
+
+What differs from the exact model: features carry real context where the exact
+model sees zero padding (the window's left edge, the crops' edges), crops start
+on the grid, and a crop covers `crop_features` grid steps (2.88 s for tau = 3 s).
+The export measures, on the model itself, how many features at each end of a
+chunk its edges change (`clean_left`, `clean_right`); a backbone whose every
+feature depends on the whole input (a GRU, attention over time) is refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+# Chunk features written per run beyond the margins: one run covers a 1 s hop of CNN10.
+DEFAULT_ADVANCE_SECONDS = 1.0
+PROBE_FEATURES = 24  # features per probe chunk when measuring the margins
+
+
+class NotStreamable(ValueError):
+    """The backbone's features are not local in time: no chunked streaming is exact for it."""
+
+
+def _features(backbone, waveform: np.ndarray) -> np.ndarray:
+    return np.asarray(backbone(tf.constant(waveform[None], tf.float32),
+                               training=False)["features"][0])
+
+
+def feature_stride(backbone, sample_rate: int) -> int:
+    """Samples per feature step: the backbone's time downsampling times the STFT hop."""
+    hop = backbone.hop_length
+    lengths = [_features(backbone, np.zeros(n * hop, np.float32)).shape[0]
+               for n in (512, 1536)]
+    steps = lengths[1] - lengths[0]
+    if steps <= 0 or 1024 % steps:
+        raise NotStreamable(f"{backbone.name}: {steps} features per 1024 frames is not a regular "
+                            "grid")
+    return 1024 // steps * hop
+
+
+def clean_margins(backbone, stride: int, seed: int = 0) -> tuple[int, int]:
+    """(left, right): features at each end of a chunk that differ from the same features
+    computed inside a longer stretch of audio (the chunk's edges reach them)."""
+    rng = np.random.default_rng(seed)
+    audio = (0.1 * rng.standard_normal(3 * PROBE_FEATURES * stride)).astype(np.float32)
+    whole = _features(backbone, audio)
+    start = PROBE_FEATURES
+    chunk = _features(backbone, audio[start * stride:(start + PROBE_FEATURES) * stride])
+    if chunk.shape[0] != PROBE_FEATURES:
+        raise NotStreamable(f"{backbone.name}: a chunk of {PROBE_FEATURES} grid steps gives "
+                            f"{chunk.shape[0]} features")
+    scale = float(np.abs(whole).max()) or 1.0
+    same = np.abs(chunk - whole[start:start + PROBE_FEATURES]).max(axis=1) <= 1e-4 * scale
+    if not same.any():
+        raise NotStreamable(f"{backbone.name}: every feature of a {PROBE_FEATURES}-step chunk "
+                            "depends on audio outside it (recurrent or global over time)")
+    first, last = int(np.argmax(same)), PROBE_FEATURES - 1 - int(np.argmax(same[::-1]))
+    if not same[first:last + 1].all():
+        raise NotStreamable(f"{backbone.name}: chunk features are not local in time")
+    return first, PROBE_FEATURES - 1 - last
+
+
+def plan(model, window_samples: int, advance_seconds: float = DEFAULT_ADVANCE_SECONDS) -> dict:
+    """The grid and chunk sizes of both streams (the metadata's "streaming" entry).
+
+    Both backbones share the frontend's hop and architecture, so one grid serves both;
+    the margins are the larger of the two streams'.
+    """
+    g, l = model.global_backbone, model.local_backbone
+    stride = feature_stride(g, model.sample_rate)
+    if feature_stride(l, model.sample_rate) != stride:
+        raise NotStreamable("the global and local backbones have different feature grids")
+    margins = [clean_margins(b, stride) for b in (g, l)]
+    left, right = max(m[0] for m in margins), max(m[1] for m in margins)
+    advance = max(1, math.ceil(advance_seconds * model.sample_rate / stride))
+    window_features = _features(g, np.zeros(window_samples, np.float32)).shape[0]
+    crop_features = _features(l, np.zeros(model.window, np.float32)).shape[0]
+    if crop_features > window_features:
+        raise NotStreamable(f"a crop of {crop_features} features does not fit the window's "
+                            f"{window_features}")
+    return {"stride_samples": stride, "chunk_features": left + advance + right,
+            "clean_left": left, "clean_right": right, "window_features": window_features,
+            "crop_features": crop_features,
+            "channels": int(_features(g, np.zeros(stride * 4, np.float32)).shape[-1])}
+
+
+def chunk_function(backbone):
+    """waveform (1, chunk_features * stride) -> features (1, chunk_features, C)."""
+    def serve(waveform):
+        return {"features": backbone(waveform, training=False)["features"]}
+    return serve
+
+
+def global_head_function(backbone):
+    """features (1, window_features, C) -> clipwise (1, L), framewise (1, window_features, L)."""
+    def serve(features):
+        out = backbone.head(features, training=False)
+        return {"clipwise": tf.sigmoid(out["clipwise_logits"]),
+                "framewise": tf.sigmoid(out["framewise_logits"])}
+    return serve
+
+
+def local_head_function(backbone):
+    """features (N, crop_features, C) -> clipwise (N, L)."""
+    def serve(features):
+        return {"clipwise": tf.sigmoid(backbone.head(features, training=False)
+                                       ["clipwise_logits"])}
+    return serve
+
+
+def parts(model, facts: dict) -> dict:
+    """{name: (function, input signature, backbone)} of the four streaming models."""
+    stride, channels = facts["stride_samples"], facts["channels"]
+    chunk = [tf.TensorSpec([1, facts["chunk_features"] * stride], tf.float32, name="waveform")]
+    g, l = model.global_backbone, model.local_backbone
+    return {
+        "global_chunk": (chunk_function(g), chunk, g),
+        "local_chunk": (chunk_function(l), chunk, l),
+        "global_head": (global_head_function(g), [tf.TensorSpec(
+            [1, facts["window_features"], channels], tf.float32, name="features")], g),
+        "local_head": (local_head_function(l), [tf.TensorSpec(
+            [model.n_clips, facts["crop_features"], channels], tf.float32, name="features")], l),
+    }
+
+
+def chunk_calibration(windows: np.ndarray, facts: dict, per_window: int = 2) -> list[np.ndarray]:
+    """Chunk-length inputs cut from calibration windows: the start and the end of each."""
+    length = facts["chunk_features"] * facts["stride_samples"]
+    starts = np.linspace(0, windows.shape[1] - length, per_window).astype(int)
+    return [w[None, s:s + length] for w in np.asarray(windows, np.float32) for s in starts]

@@ -1,0 +1,210 @@
+"""Streaming mode of the edge runtime: chunked backbone features equal the Keras model's
+features of the same audio, the grid selection is SelectClips', and the CLI runs it."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from edge_runtime import ArraySource, StreamTagger, read_metadata
+from edge_runtime.stream import make_tagger
+from edge_runtime.streaming import FeatureStream, select_windows
+from test_edge_equivalence import (CLIP, F32_ATOL, INT8_ATOL, build_pair,
+                                  stream_cli_without_tensorflow)
+
+RATE = 32000
+
+
+# ---------------------------------------------------------------- the chunk schedule, no models
+
+STRIDE, MARGIN = 8, 2  # a toy grid: 8 samples per feature, edges reach 2 features in
+
+
+def toy_features(audio: np.ndarray) -> np.ndarray:
+    """A 'backbone' with a known receptive field: feature g sums samples of grid steps
+    g-2 .. g+2, weighted by position, zero outside `audio` (so edges change 2 features)."""
+    steps = audio.reshape(-1, STRIDE) @ np.arange(1, STRIDE + 1, dtype=np.float64)
+    padded = np.pad(steps, MARGIN)
+    weights = np.array([1.0, 10.0, 100.0, 1000.0, 10000.0])
+    return np.stack([padded[g:g + 2 * MARGIN + 1] @ weights for g in range(len(steps))])
+
+
+class ToyChunk:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        assert x.shape == (1, 11 * STRIDE)
+        return {"features": toy_features(x[0])[None, :, None].astype(np.float32)}
+
+
+@pytest.mark.parametrize("hops", [[13, 5, 40, 1, 8, 77, 200, 3, 64, 64, 9, 150],
+                                  [8] * 30, [250] * 4])
+def test_feature_stream_keeps_what_the_whole_stream_gives(hops):
+    """After any sequence of hops (shorter than a step, several chunks, longer than the
+    window), the buffer holds the features the backbone gives on all audio up to the last
+    grid step: whole-stream values, the newest MARGIN seeing the stream's end as an edge."""
+    facts = {"stride_samples": STRIDE, "chunk_features": 11, "clean_left": MARGIN,
+             "clean_right": MARGIN, "window_features": 20, "channels": 1}
+    rng = np.random.default_rng(0)
+    audio = np.round(rng.uniform(-4, 4, sum(hops))).astype(np.float32)
+    model = ToyChunk()
+    stream = FeatureStream(model, facts)
+    history = np.zeros(stream.history_samples, np.float32)
+    total, end, most_calls = 0, 0, 0
+    for hop in hops:
+        total += hop
+        # A chunk writes at most 7 features clean; the first call also fills the window.
+        most_calls += 1 + (total // STRIDE - end) // 7 + (2 if total == hop else 0)
+        padded = np.concatenate([np.zeros(len(history), np.float32), audio[:total]])
+        history[:] = padded[-len(history):]
+        end = stream.advance(history, total)
+        assert end == total // STRIDE
+        before = max(0, 20 - end) * STRIDE  # the stream's zeros before it began
+        whole = toy_features(np.concatenate([np.zeros(before + 40 * STRIDE, np.float32),
+                                             audio[:end * STRIDE]]))[-20:]
+        np.testing.assert_array_equal(stream.features[:, 0], whole.astype(np.float32),
+                                      err_msg=f"after {total} samples")
+    assert model.calls <= most_calls
+
+
+def test_select_windows_is_select_clips_on_the_grid():
+    import tensorflow as tf
+    from glat_tf.layers.select_clips import SelectClips
+    rng = np.random.default_rng(1)
+    frames, classes, crop, stride = 25, 7, 6, 5120
+    for trial in range(20):
+        clipwise = rng.uniform(size=classes).astype(np.float32)
+        if trial % 4 == 0:
+            clipwise[3] = clipwise[5]  # a tie: the lower index goes first, as in top_k
+        framewise = rng.uniform(size=(frames, classes)).astype(np.float32)
+        for suppress in (True, False):
+            select = SelectClips(n_clips=3, tau=crop * stride / RATE, sample_rate=RATE,
+                                 suppress_overlap=suppress)
+            _, starts, chosen = select(tf.zeros([1, frames * stride]), clipwise[None],
+                                       framewise[None])
+            got_classes, got_starts = select_windows(clipwise, framewise, 3, crop, suppress)
+            np.testing.assert_array_equal(got_classes, chosen.numpy()[0])
+            # SelectClips centres on the peak in samples; the grid floors that start.
+            np.testing.assert_array_equal(got_starts, starts.numpy()[0] // stride)
+
+
+# ---------------------------------------------------------------- the exported tiny model
+
+def keras_reference(model, facts, audio, stream_end, n_clips):
+    """What streaming computes, from the Keras model: both backbones on the audio before the
+    last grid step (zeros before the stream), the last window of features, head, grid
+    selection, local head on the chosen features, PANNs fusion."""
+    import tensorflow as tf
+    stride, size = facts["stride_samples"], facts["window_features"]
+    crop = facts["crop_features"]
+    end = stream_end // stride
+    start = (end - size - facts["clean_left"]) * stride
+    segment = np.concatenate([np.zeros(max(0, -start), np.float32), audio[max(0, start):end * stride]])
+    g = model.global_backbone(segment[None], training=False)["features"][:, -size:]
+    l = model.local_backbone(segment[None], training=False)["features"][0, -size:]
+    head = model.global_backbone.head(g, training=False)
+    clipwise = tf.sigmoid(head["clipwise_logits"]).numpy()[0]
+    framewise = tf.sigmoid(head["framewise_logits"]).numpy()[0]
+    classes, starts = select_windows(clipwise, framewise, n_clips, crop)
+    crops = tf.gather(l, starts[:, None] + np.arange(crop))
+    per_clip = tf.sigmoid(model.local_backbone.head(crops, training=False)["clipwise_logits"])
+    per_clip = per_clip.numpy()
+    local = (per_clip.max(0) + per_clip.mean(0)) / 2
+    fused = (np.maximum(clipwise, local) + (clipwise + local) / 2) / 2
+    offsets = (end - size + starts) * stride - (stream_end - facts["window_samples"])
+    return {"global": clipwise, "local": local, "fused": fused, "classes": classes,
+            "starts": offsets}
+
+
+def stream_events(pair_dir, variant, hop, audio):
+    meta = read_metadata(pair_dir / "metadata.json")
+    files = meta["variants"][variant]
+    tagger = make_tagger(pair_dir / files["global"], pair_dir / files["local"], meta,
+                         streaming=True)
+    blocks = (audio[i:i + 3000] for i in range(0, len(audio), 3000))
+    return meta, tagger, list(StreamTagger(tagger, hop).run(ArraySource(blocks, RATE)))
+
+
+@pytest.fixture(scope="module")
+def f32(tmp_path_factory):
+    return build_pair(tmp_path_factory, "f32")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return soundfile.read(CLIP, dtype="float32")[0]
+
+
+@pytest.mark.parametrize("hop", [1.0, 0.37, 2.5])
+def test_f32_streaming_equals_keras_features_of_the_same_audio(f32, clip, hop):
+    meta, tagger, events = stream_events(f32.dir, "f32", hop, clip)
+    facts = {**meta["streaming"], "window_samples": meta["window_samples"]}
+    assert len(events) == int(np.ceil(len(clip) / (hop * RATE) - 1e-9))
+    for event in events:
+        end = int(round(event.time * RATE))
+        want = keras_reference(f32.model, facts, clip, end, meta["n_clips"])
+        np.testing.assert_array_equal(event.result.classes, want["classes"])
+        np.testing.assert_array_equal(event.result.starts, want["starts"])
+        for name, ours in (("global", event.result.global_), ("local", event.result.local),
+                           ("fused", event.result.fused)):
+            np.testing.assert_allclose(ours, want[name], atol=F32_ATOL, rtol=0,
+                                       err_msg=f"{name} at t={event.time}")
+        assert event.partial == (end < meta["window_samples"])
+
+
+@pytest.mark.slow
+def test_int8_streaming_within_stated_tolerance_of_keras(tmp_path_factory, clip):
+    pair = build_pair(tmp_path_factory, "int8")
+    meta, tagger, events = stream_events(pair.dir, "int8", 1.0, clip)
+    facts = {**meta["streaming"], "window_samples": meta["window_samples"]}
+    diffs, same = [], []
+    for event in events:
+        want = keras_reference(pair.model, facts, clip, int(round(event.time * RATE)),
+                               meta["n_clips"])
+        diffs.append(np.abs(event.result.fused - want["fused"]).max())
+        same.append(set(event.result.classes) == set(want["classes"]))
+    print(f"int8 streaming vs Keras fused: max {max(diffs):.4f}")
+    assert np.isfinite(diffs).all() and max(diffs) < INT8_ATOL
+    assert np.mean(same) >= 0.8
+
+
+def test_cli_streaming_lines_and_no_tensorflow(f32, tmp_path):
+    files = json.loads((f32.dir / "metadata.json").read_text())["variants"]["f32"]
+    lines, report = stream_cli_without_tensorflow(
+        ["--global", f32.dir / files["global"], "--local", f32.dir / files["local"],
+         "--input", CLIP, "--offline", "--streaming", "--top-k", "2"], tmp_path)
+    assert (report["code"], report["heavy"]) == (0, []), report["stderr"]
+    meta, _, events = stream_events(f32.dir, "f32", 1.0, soundfile.read(CLIP, dtype="float32")[0])
+    assert len(lines) == len(events) == 7
+    for line, event in zip(map(json.loads, lines), events):
+        top = np.argsort(-event.result.fused, kind="stable")[:2]
+        assert [t["label"] for t in line["top"]] == [f32.labels[i]["display_name"] for i in top]
+        crop_s = meta["streaming"]["crop_features"] * meta["streaming"]["stride_samples"] / RATE
+        for w in line["windows"]:
+            assert w["end"] - w["start"] <= crop_s + 1e-3 and w["end"] <= line["time"] + 1e-3
+
+
+def test_streaming_needs_streaming_models(f32, tmp_path):
+    meta = read_metadata(f32.dir / "metadata.json")
+    files = meta["variants"]["f32"]
+    bare = {**meta, "variants": {"f32": {"global": files["global"], "local": files["local"]}}}
+    with pytest.raises(ValueError, match="--streaming"):
+        make_tagger(f32.dir / files["global"], f32.dir / files["local"], bare, streaming=True)
+    without = {k: v for k, v in meta.items() if k != "streaming"}
+    with pytest.raises(ValueError, match="--streaming"):
+        make_tagger(f32.dir / files["global"], f32.dir / files["local"], without, streaming=True)
+
+
+def test_backbones_without_local_features_are_refused():
+    import keras
+    import tensorflow as tf
+    from export.streaming import NotStreamable, plan
+    from glat_tf.model import GlatModel
+    keras.utils.set_random_seed(0)
+    model = GlatModel(backbone="talnet_tiny", num_classes=5, n_clips=2, tau=1.0)
+    model(tf.zeros([1, 4 * RATE]))
+    with pytest.raises(NotStreamable, match="recurrent or global over time"):
+        plan(model, 4 * RATE)
