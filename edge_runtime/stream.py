@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_runtime.ring_buffer import RingBuffer
 from edge_runtime.sources import PCM_FORMATS, Conditioner, open_source
-from edge_runtime.streaming import PARTS, StreamingTagger
+from edge_runtime.streaming import CROP_BUDGET, PARTS, StreamingTagger
 from edge_runtime.tagger import HopResult, Tagger, check_metadata
 
 
@@ -129,7 +129,7 @@ class StreamTagger:
 
 
 def make_tagger(global_model, local_model, meta: dict, threads: int = 1,
-                streaming: bool = False) -> Tagger:
+                streaming: bool = False, crop_budget: int = CROP_BUDGET) -> Tagger:
     """The exact pair's Tagger, or the StreamingTagger of the same variant's streaming models."""
     if not streaming:
         return Tagger(global_model, local_model, meta, threads=threads)
@@ -142,7 +142,8 @@ def make_tagger(global_model, local_model, meta: dict, threads: int = 1,
         raise ValueError(f"{name}'s variant has no streaming models {missing}: export with "
                          "glat-export tflite --streaming")
     folder = os.path.dirname(os.fspath(global_model))
-    return StreamingTagger({p: os.path.join(folder, found[0][p]) for p in PARTS}, meta, threads)
+    return StreamingTagger({p: os.path.join(folder, found[0][p]) for p in PARTS}, meta, threads,
+                           crop_budget)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,6 +162,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="run the feature-streaming models of --global's variant (exported with "
                         "glat-export tflite --streaming): a short chunk per hop instead of the "
                         "whole window and N crops")
+    p.add_argument("--crop-budget", type=int, default=CROP_BUDGET,
+                   help=f"with --streaming: new local crops run per hop at most (default "
+                        f"{CROP_BUDGET}); "
+                        "other picks are scored from local features until their turn")
     p.add_argument("--metadata", help="metadata.json (default: beside --global)")
     p.add_argument("--rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")
     p.add_argument("--format", default="s16le", choices=sorted(PCM_FORMATS),
@@ -177,7 +182,7 @@ def main(argv=None) -> int:
             raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
         meta = read_metadata(args.global_model, args.metadata)
         tagger = make_tagger(args.global_model, args.local_model, meta, args.threads,
-                             args.streaming)
+                             args.streaming, args.crop_budget)
         stream = StreamTagger(tagger, args.hop)
         if stream.hop_samples > tagger.window_samples:
             print(f"warning: hop {args.hop} s is longer than the window "

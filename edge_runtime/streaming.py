@@ -5,7 +5,9 @@ Exported by `glat-export tflite --streaming` (export/streaming.py explains the g
 what differs from the exact pair). Per hop: each backbone's chunk model brings its
 feature buffer up to the newest grid step, the global head scores the window's
 features, the N windows are picked on the grid as SelectClips picks them, and the
-local head scores the local features of those windows as one batch.
+local model scores each pick on its crop of the stream, once per crop (cached), at
+most `crop_budget` new crops per hop; until its turn a pick is scored by the local
+head on the local features of its window.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from edge_runtime.tagger import HopResult, LiteModel, Tagger, max_mean
 
 STREAMING_KEYS = ("stride_samples", "chunk_features", "clean_left", "clean_right",
                   "window_features", "crop_features", "channels")
-PARTS = ("global_chunk", "local_chunk", "global_head", "local_head")
+PARTS = ("global_chunk", "local_chunk", "global_head", "local_head", "local_crop")
+# New local crops per hop at most: two 3 s CNN10 crops and the chunks fit half a 1 s hop.
+CROP_BUDGET = 2
 
 
 def check_streaming(meta: dict, path="metadata") -> dict:
@@ -123,30 +127,43 @@ class FeatureStream:
 
 
 class StreamingTagger(Tagger):
-    """GL-AT on the stream's feature grid with the four streaming models of one variant.
+    """GL-AT on the stream's feature grid with the five streaming models of one variant.
+
+    Per hop: both feature buffers advance by a chunk; the global head scores the
+    window's features; the N windows are picked on the grid. The local stream scores
+    each pick on its tau-second crop of the stream (the local model as trained), one
+    crop per call, and caches the result by the crop's grid step: a crop is fixed
+    audio, so a window picked again on a later hop costs nothing. At most
+    `crop_budget` new crops run per hop, which bounds a hop's time; a pick beyond the
+    budget is scored this hop by the local head on the local features of its window
+    (`HopResult.crop_exact` says which) and gets its crop on a later hop.
 
     Called with the stream's recent audio (`history_samples`, ending at sample
-    `stream_end`), returns a HopResult like Tagger: window starts in samples from
-    the exact window's start (stream_end - window_samples), crops of
-    `crop_features * stride` samples.
+    `stream_end`), returns a HopResult like Tagger's: window starts in samples from
+    the exact window's start (stream_end - window_samples).
 
     Example:
         meta = read_metadata("lite/")
-        tagger = StreamingTagger({p: f"lite/{meta['variants']['int8'][p]}" for p in PARTS}, meta)
+        files = meta["variants"]["int8"]
+        tagger = StreamingTagger({p: f"lite/{files[p]}" for p in PARTS}, meta, crop_budget=2)
     """
 
-    def __init__(self, models: dict, metadata: dict, threads: int = 1):
+    def __init__(self, models: dict, metadata: dict, threads: int = 1,
+                 crop_budget: int = CROP_BUDGET):
         self._setup(metadata, threads)
         facts = check_streaming(self.metadata)
         missing = [p for p in PARTS if p not in models]
         if missing:
             raise ValueError(f"streaming needs the models {list(PARTS)}; missing {missing}")
+        if not isinstance(crop_budget, int) or crop_budget < 0:
+            raise ValueError(f"crop_budget must be an integer >= 0, got {crop_budget!r}")
         self.facts = facts
+        self.crop_budget = crop_budget
         stride, chunk = int(facts["stride_samples"]), int(facts["chunk_features"])
         window, crop = int(facts["window_features"]), int(facts["crop_features"])
         channels = int(facts["channels"])
+        self.stride = stride
         self.crop_features = crop
-        self.crop_samples = crop * stride
         self.suppress_overlap = bool(self.metadata.get("suppress_overlap", True))
         self.streams = {}
         for name in ("global", "local"):
@@ -157,12 +174,16 @@ class StreamingTagger(Tagger):
                                      ("clipwise", "framewise"), "global head")
         self.local_head = LiteModel(models["local_head"], threads, (self.n_clips, crop, channels),
                                     ("clipwise",), "local head")
+        self.local_crop = LiteModel(models["local_crop"], threads, (1, self.crop_samples),
+                                    ("clipwise",), "local crop")
         self.history_samples = max(self.window_samples,
                                    self.streams["global"].history_samples)
+        self._crops: dict[int, np.ndarray] = {}  # crop's grid step -> its local scores (L,)
 
     def reset(self) -> None:
         for stream in self.streams.values():
             stream.reset()
+        self._crops = {}
 
     def __call__(self, history: np.ndarray, stream_end: int | None = None) -> HopResult:
         history = np.asarray(history, dtype=np.float32)
@@ -179,11 +200,34 @@ class StreamingTagger(Tagger):
         framewise = g["framewise"][0]
         classes, starts = select_windows(global_scores, framewise, self.n_clips,
                                          self.crop_features, self.suppress_overlap)
-        rows = starts[:, None] + np.arange(self.crop_features)  # (N, crop)
-        per_clip = self.local_head(self.streams["local"].features[rows])["clipwise"]
-        local_scores = max_mean(per_clip.astype(np.float32), axis=0)
+        window_start = end - self.facts["window_features"]
+        # A crop must be audio already heard: at the stream's end it starts earlier.
+        steps = np.minimum(window_start + starts, (stream_end - self.crop_samples) // self.stride)
+        per_clip, exact = self._local(history, stream_end, steps, starts, window_start)
+        local_scores = max_mean(per_clip, axis=0)
         fused = max_mean(np.stack([global_scores, local_scores]), axis=0)
-        stride = self.facts["stride_samples"]
-        window_start = (end - self.facts["window_features"]) * stride
-        offsets = window_start + starts * stride - (stream_end - self.window_samples)
-        return HopResult(global_scores, local_scores, fused, framewise, offsets, classes)
+        offsets = steps * self.stride - (stream_end - self.window_samples)
+        return HopResult(global_scores, local_scores, fused, framewise, offsets, classes, exact)
+
+    def _local(self, history, stream_end, steps, starts, window_start):
+        """(N, L) local scores of the picks, and (N,) which came from their crop (the rest
+        from the local features of their window)."""
+        # Windows only move forward: a crop that starts before this one is never picked again.
+        self._crops = {k: v for k, v in self._crops.items() if k >= window_start}
+        history_start = stream_end - len(history)
+        per_clip = np.zeros((self.n_clips, self.num_classes), np.float32)
+        exact = np.zeros(self.n_clips, bool)
+        budget = self.crop_budget
+        for i, step in enumerate(steps.tolist()):
+            if step not in self._crops and budget > 0:
+                offset = step * self.stride - history_start
+                crop = history[offset:offset + self.crop_samples]
+                self._crops[step] = self.local_crop(crop[None])["clipwise"][0].astype(np.float32)
+                budget -= 1
+            if step in self._crops:
+                per_clip[i], exact[i] = self._crops[step], True
+        if not exact.all():
+            rows = starts[:, None] + np.arange(self.crop_features)  # (N, crop)
+            estimate = self.local_head(self.streams["local"].features[rows])["clipwise"]
+            per_clip[~exact] = estimate[~exact]
+        return per_clip, exact

@@ -23,7 +23,8 @@ def max_mean(scores: np.ndarray, axis: int) -> np.ndarray:
 @dataclasses.dataclass
 class HopResult:
     """Scores of one window: `global_`, `local`, `fused` (L,), `framewise` (T', L),
-    `starts` (N,) samples from the window's start, `classes` (N,)."""
+    `starts` (N,) samples from the window's start, `classes` (N,); in streaming mode
+    `crop_exact` (N,) tells which picks the local model scored on their crop."""
 
     global_: np.ndarray
     local: np.ndarray
@@ -31,6 +32,7 @@ class HopResult:
     framewise: np.ndarray
     starts: np.ndarray
     classes: np.ndarray
+    crop_exact: np.ndarray | None = None
 
 
 def _metadata_error(path, message):

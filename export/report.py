@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import statistics
@@ -83,29 +84,32 @@ def build_report(model, exported_dir, waveforms: np.ndarray, labels: np.ndarray,
                          threads), waveforms[0], latency_runs) for threads in (1, 2)},
         }
         if "streaming" in meta:
-            fused = streaming_fused(meta, exported_dir, files, waveforms)
-            report["variants"][variant]["streaming"] = {
-                "fused": tagging_scores(labels, fused).summary(),
-                "max_abs_vs_exact": float(np.abs(fused - got["fused"]).max()),
-                "mean_abs_vs_exact": float(np.abs(fused - got["fused"]).mean())}
+            report["variants"][variant]["streaming"] = {}
+            from edge_runtime.streaming import CROP_BUDGET
+            for budget in sorted({CROP_BUDGET, meta["n_clips"]}):
+                fused = streaming_fused(meta, exported_dir, files, waveforms, budget)
+                report["variants"][variant]["streaming"][f"crop_budget_{budget}"] = {
+                    "fused": tagging_scores(labels, fused).summary(),
+                    "max_abs_vs_exact": float(np.abs(fused - got["fused"]).max()),
+                    "mean_abs_vs_exact": float(np.abs(fused - got["fused"]).mean())}
     report["targets"] = _targets(report)
     return report
 
 
 def streaming_fused(meta: dict, exported_dir: pathlib.Path, files: dict,
-                    waveforms: np.ndarray) -> np.ndarray:
-    """Fused scores of the streaming models, each clip tagged as a stream that began with it
-    and ends with it (one call: every feature of the window computed in chunks)."""
+                    waveforms: np.ndarray, crop_budget: int) -> np.ndarray:
+    """Fused scores of the streaming models on one stream of the clips back to back, hop by
+    hop as on a device (feature buffers, crop cache and budget; the hop about 1 s and
+    dividing the clip), read where a window is exactly a clip: its left edge hears the
+    previous clip, as a live stream would."""
+    from edge_runtime import ArraySource, StreamTagger
     from edge_runtime.streaming import PARTS, StreamingTagger
-    tagger = StreamingTagger({p: exported_dir / files[p] for p in PARTS}, meta)
-    history = np.zeros(tagger.history_samples, np.float32)
-    fused = []
-    for waveform in waveforms:
-        tagger.reset()
-        history[:] = 0.0
-        history[-len(waveform):] = waveform
-        fused.append(tagger(history, stream_end=len(waveform)).fused)
-    return np.stack(fused)
+    tagger = StreamingTagger({p: exported_dir / files[p] for p in PARTS}, meta,
+                             crop_budget=crop_budget)
+    window, rate = waveforms.shape[1], tagger.sample_rate
+    stream = StreamTagger(tagger, window / math.ceil(window / rate) / rate)
+    events = stream.run(ArraySource(iter(waveforms), rate))
+    return np.stack([e.result.fused for e in events if round(e.time * rate) % window == 0])
 
 
 def _targets(report: dict) -> dict:
@@ -141,14 +145,16 @@ def markdown(report: dict) -> str:
             f" | {row['parity']['max_abs']:.2g} | {row['parity']['mean_abs']:.2g}"
             f" | {row['parity']['selection']:.0%} | {lat['1_threads']['pair']:.1f}"
             f" | {lat['2_threads']['pair']:.1f} |")
-        if "streaming" in row:
-            stream = row["streaming"]
-            lines.append(f"| {variant} streaming | | | {stream['fused']['mAP']:.4f} | "
-                         f"{stream['fused']['mAUC']:.4f} | {stream['max_abs_vs_exact']:.2g} | "
-                         f"{stream['mean_abs_vs_exact']:.2g} | | | |")
+        for setting, stream in row.get("streaming", {}).items():
+            lines.append(f"| {variant} streaming, {setting.replace('_', ' ')} | | | "
+                         f"{stream['fused']['mAP']:.4f} | {stream['fused']['mAUC']:.4f} | "
+                         f"{stream['max_abs_vs_exact']:.2g} | {stream['mean_abs_vs_exact']:.2g}"
+                         " | | | |")
     if any("streaming" in row for row in report["variants"].values()):
-        lines.append("\nstreaming rows: each clip tagged by the streaming models as a stream "
-                     "ending with it; diffs are to the same variant's exact pair.")
+        lines.append("\nstreaming rows: the clips streamed back to back through the streaming "
+                     "models (~1 s hop; at most `crop budget` new local crops per hop, the "
+                     "runtime's default and N), scored where a window is a clip; diffs are to "
+                     "the same variant's exact pair.")
     for name, target in report.get("targets", {}).items():
         lines.append(f"\n{name}: {target['value']:.4f} (target {target['target']:.4f}): "
                      f"{'met' if target['met'] else 'NOT met'}")

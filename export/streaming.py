@@ -1,4 +1,4 @@
-"""Feature streaming: each backbone cut into a chunk model and a head model, for the edge runtime.
+"""Feature streaming: the backbones cut into chunk and head models, for the edge runtime.
 
 The exact runtime runs the global backbone on the whole 10 s window and the local
 backbone on N tau-second crops every hop: 2.5 windows of CNN10 per 1 s hop, which
@@ -6,15 +6,16 @@ one AVX2 core cannot do in half a hop (int8 is barely faster than float there).
 A convolutional backbone's features have a finite receptive field, so on a grid
 of `stride` samples (16 STFT frames for CNN10) a feature depends only on nearby
 audio. The streaming runtime keeps each backbone's features of the last window
-on the stream's grid and, per hop, runs the backbone only on a short chunk
-around the newest audio. The global head runs on the window's features, the
-selection picks grid-aligned windows, and the local head runs on the local
-backbone's features of those windows.
+on the stream's grid and, per hop, runs the backbone only on a short chunk around
+the newest audio (the *chunk* models). The global *head* runs on the window's
+features and the selection picks grid-aligned windows. The local stream scores a
+pick on its tau-second crop (`local_crop`, the local model as trained), cached by
+grid step because a crop is fixed audio; the local head on the local features of
+the window stands in for a crop that has not had its turn yet.
 
-What differs from the exact model: features carry real context where the exact
-model sees zero padding (the window's left edge, the crops' edges), crops start
-on the grid, and a crop covers `crop_features` grid steps (2.88 s for tau = 3 s).
-The export measures, on the model itself, how many features at each end of a
+What differs from the exact model: the global features carry real context where the
+exact model sees zero padding at the window's left edge, and windows start on the
+grid. The export measures, on the model itself, how many features at each end of a
 chunk its edges change (`clean_left`, `clean_right`); a backbone whose every
 feature depends on the whole input (a GRU, attention over time) is refused.
 """
@@ -123,7 +124,9 @@ def local_head_function(backbone):
 
 
 def parts(model, facts: dict) -> dict:
-    """{name: (function, input signature, backbone)} of the four streaming models."""
+    """{name: (function, input signature, backbone)} of the five streaming models: the
+    chunk and head of each stream, and the local model on one tau-second crop."""
+    from export.tflite import local_function
     stride, channels = facts["stride_samples"], facts["channels"]
     chunk = [tf.TensorSpec([1, facts["chunk_features"] * stride], tf.float32, name="waveform")]
     g, l = model.global_backbone, model.local_backbone
@@ -134,7 +137,15 @@ def parts(model, facts: dict) -> dict:
             [1, facts["window_features"], channels], tf.float32, name="features")], g),
         "local_head": (local_head_function(l), [tf.TensorSpec(
             [model.n_clips, facts["crop_features"], channels], tf.float32, name="features")], l),
+        "local_crop": (local_function(model), [tf.TensorSpec(
+            [1, model.window], tf.float32, name="crops")], l),
     }
+
+
+def crop_calibration(model, windows: np.ndarray) -> list[np.ndarray]:
+    """One-crop inputs: the crops the model picks in the calibration windows."""
+    from export.tflite import calibration_inputs
+    return [crop[None] for crops in calibration_inputs(model, "local", windows) for crop in crops]
 
 
 def chunk_calibration(windows: np.ndarray, facts: dict, per_window: int = 2) -> list[np.ndarray]:

@@ -132,7 +132,8 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
 
     `labels` is a LabelMap; `calibration` an array (clips, samples) of real audio,
     needed by int8. `streaming` also writes the feature-streaming models per variant
-    (`{global,local}_{chunk,head}_<v>.tflite`, see export/streaming.py) and their grid
+    (`{global,local}_{chunk,head}_<v>.tflite`, `local_crop_<v>.tflite`, see
+    export/streaming.py) and their grid
     under metadata "streaming"; a backbone without local features is refused.
     Returns the metadata written.
     """
@@ -164,22 +165,21 @@ HEAD_VARIANT = {"f32": "f32", "f16": "f16", "dyn": "dyn", "int8": "dyn"}
 
 def export_streaming(model, out: pathlib.Path, variants, window_samples: int, calibration,
                      files: dict) -> dict:
-    """Writes the four streaming models per variant into `out`, their names into
+    """Writes the five streaming models per variant into `out`, their names into
     `files[variant]`; returns the grid facts (export/streaming.py's plan)."""
     from export import streaming
     facts = streaming.plan(model, window_samples)
     windows = None if calibration is None else fit_length(calibration, window_samples)
     for part, (fn, signature, backbone) in streaming.parts(model, facts).items():
-        if part.endswith("_chunk"):
-            wanted = list(variants)
-            inputs = (streaming.chunk_calibration(windows, facts) if "int8" in variants
-                      else None)
-        else:
-            wanted = sorted({HEAD_VARIANT[v] for v in variants})
-            inputs = None
+        head = part.endswith("_head")
+        wanted = sorted({HEAD_VARIANT[v] for v in variants}) if head else list(variants)
+        inputs = None
+        if "int8" in wanted:
+            inputs = (streaming.chunk_calibration(windows, facts) if part.endswith("_chunk")
+                      else streaming.crop_calibration(model, windows))
         converted = convert_callable(fn, signature, backbone, wanted, inputs)
         for variant in variants:
-            kind = variant if part.endswith("_chunk") else HEAD_VARIANT[variant]
+            kind = HEAD_VARIANT[variant] if head else variant
             name = f"{part}_{kind}.tflite"
             (out / name).write_bytes(converted[kind])
             files[variant][part] = name

@@ -93,37 +93,46 @@ def test_select_windows_is_select_clips_on_the_grid():
 
 # ---------------------------------------------------------------- the exported tiny model
 
-def keras_reference(model, facts, audio, stream_end, n_clips):
+def keras_reference(model, facts, audio, stream_end, n_clips, crop_exact):
     """What streaming computes, from the Keras model: both backbones on the audio before the
     last grid step (zeros before the stream), the last window of features, head, grid
-    selection, local head on the chosen features, PANNs fusion."""
+    selection; per pick the local model on its tau-second crop of the stream where the
+    runtime says it ran the crop (`crop_exact`), else the local head on the local features
+    of the window; PANNs fusion."""
     import tensorflow as tf
     stride, size = facts["stride_samples"], facts["window_features"]
     crop = facts["crop_features"]
     end = stream_end // stride
     start = (end - size - facts["clean_left"]) * stride
-    segment = np.concatenate([np.zeros(max(0, -start), np.float32), audio[max(0, start):end * stride]])
+    padded = np.concatenate([np.zeros(max(0, -start), np.float32), audio])
+    origin = max(0, -start)  # stream sample 0 in `padded`
+    segment = padded[origin + start:origin + end * stride]
     g = model.global_backbone(segment[None], training=False)["features"][:, -size:]
     l = model.local_backbone(segment[None], training=False)["features"][0, -size:]
     head = model.global_backbone.head(g, training=False)
     clipwise = tf.sigmoid(head["clipwise_logits"]).numpy()[0]
     framewise = tf.sigmoid(head["framewise_logits"]).numpy()[0]
     classes, starts = select_windows(clipwise, framewise, n_clips, crop)
-    crops = tf.gather(l, starts[:, None] + np.arange(crop))
-    per_clip = tf.sigmoid(model.local_backbone.head(crops, training=False)["clipwise_logits"])
-    per_clip = per_clip.numpy()
+    steps = np.minimum(end - size + starts, (stream_end - model.window) // stride)
+    crops = np.stack([padded[origin + s * stride:origin + s * stride + model.window]
+                      for s in steps])
+    from_crops = tf.sigmoid(model.local_backbone(crops, training=False)["clipwise_logits"])
+    features = tf.gather(l, starts[:, None] + np.arange(crop))
+    from_features = tf.sigmoid(model.local_backbone.head(features, training=False)
+                               ["clipwise_logits"])
+    per_clip = np.where(crop_exact[:, None], from_crops.numpy(), from_features.numpy())
     local = (per_clip.max(0) + per_clip.mean(0)) / 2
     fused = (np.maximum(clipwise, local) + (clipwise + local) / 2) / 2
-    offsets = (end - size + starts) * stride - (stream_end - facts["window_samples"])
+    offsets = steps * stride - (stream_end - facts["window_samples"])
     return {"global": clipwise, "local": local, "fused": fused, "classes": classes,
-            "starts": offsets}
+            "starts": offsets, "steps": steps}
 
 
-def stream_events(pair_dir, variant, hop, audio):
+def stream_events(pair_dir, variant, hop, audio, crop_budget=2):
     meta = read_metadata(pair_dir / "metadata.json")
     files = meta["variants"][variant]
     tagger = make_tagger(pair_dir / files["global"], pair_dir / files["local"], meta,
-                         streaming=True)
+                         streaming=True, crop_budget=crop_budget)
     blocks = (audio[i:i + 3000] for i in range(0, len(audio), 3000))
     return meta, tagger, list(StreamTagger(tagger, hop).run(ArraySource(blocks, RATE)))
 
@@ -138,14 +147,16 @@ def clip():
     return soundfile.read(CLIP, dtype="float32")[0]
 
 
-@pytest.mark.parametrize("hop", [1.0, 0.37, 2.5])
-def test_f32_streaming_equals_keras_features_of_the_same_audio(f32, clip, hop):
-    meta, tagger, events = stream_events(f32.dir, "f32", hop, clip)
+@pytest.mark.parametrize("hop, budget", [(1.0, 2), (0.37, 1), (2.5, 0), (1.0, 3)])
+def test_f32_streaming_equals_keras_on_the_same_audio(f32, clip, hop, budget):
+    meta, tagger, events = stream_events(f32.dir, "f32", hop, clip, budget)
     facts = {**meta["streaming"], "window_samples": meta["window_samples"]}
     assert len(events) == int(np.ceil(len(clip) / (hop * RATE) - 1e-9))
+    cropped = set()  # grid steps whose crop the local model has scored
     for event in events:
         end = int(round(event.time * RATE))
-        want = keras_reference(f32.model, facts, clip, end, meta["n_clips"])
+        exact = event.result.crop_exact
+        want = keras_reference(f32.model, facts, clip, end, meta["n_clips"], exact)
         np.testing.assert_array_equal(event.result.classes, want["classes"])
         np.testing.assert_array_equal(event.result.starts, want["starts"])
         for name, ours in (("global", event.result.global_), ("local", event.result.local),
@@ -153,6 +164,12 @@ def test_f32_streaming_equals_keras_features_of_the_same_audio(f32, clip, hop):
             np.testing.assert_allclose(ours, want[name], atol=F32_ATOL, rtol=0,
                                        err_msg=f"{name} at t={event.time}")
         assert event.partial == (end < meta["window_samples"])
+        # The budget bounds new crops per hop; a crop scored before is reused, never rerun.
+        steps = want["steps"]
+        assert all(exact[i] for i, step in enumerate(steps) if step in cropped)
+        new = {int(step) for step, e in zip(steps, exact) if e} - cropped
+        assert len(new) == min(budget, len(set(steps.tolist()) - cropped))
+        cropped |= new
 
 
 @pytest.mark.slow
@@ -163,7 +180,7 @@ def test_int8_streaming_within_stated_tolerance_of_keras(tmp_path_factory, clip)
     diffs, same = [], []
     for event in events:
         want = keras_reference(pair.model, facts, clip, int(round(event.time * RATE)),
-                               meta["n_clips"])
+                               meta["n_clips"], event.result.crop_exact)
         diffs.append(np.abs(event.result.fused - want["fused"]).max())
         same.append(set(event.result.classes) == set(want["classes"]))
     print(f"int8 streaming vs Keras fused: max {max(diffs):.4f}")
@@ -182,9 +199,10 @@ def test_cli_streaming_lines_and_no_tensorflow(f32, tmp_path):
     for line, event in zip(map(json.loads, lines), events):
         top = np.argsort(-event.result.fused, kind="stable")[:2]
         assert [t["label"] for t in line["top"]] == [f32.labels[i]["display_name"] for i in top]
-        crop_s = meta["streaming"]["crop_features"] * meta["streaming"]["stride_samples"] / RATE
-        for w in line["windows"]:
-            assert w["end"] - w["start"] <= crop_s + 1e-3 and w["end"] <= line["time"] + 1e-3
+        tau = meta["crop_samples"] / RATE
+        for w in line["windows"]:  # tau long (less where clamped at 0), audio already heard
+            assert w["end"] - w["start"] <= tau + 1e-3 and w["end"] <= line["time"] + 1e-3
+            assert w["start"] == 0.0 or w["end"] - w["start"] == pytest.approx(tau, abs=2e-3)
 
 
 def test_streaming_needs_streaming_models(f32, tmp_path):
@@ -196,6 +214,9 @@ def test_streaming_needs_streaming_models(f32, tmp_path):
     without = {k: v for k, v in meta.items() if k != "streaming"}
     with pytest.raises(ValueError, match="--streaming"):
         make_tagger(f32.dir / files["global"], f32.dir / files["local"], without, streaming=True)
+    with pytest.raises(ValueError, match="crop_budget must be an integer >= 0"):
+        make_tagger(f32.dir / files["global"], f32.dir / files["local"], meta, streaming=True,
+                    crop_budget=-1)
 
 
 def test_backbones_without_local_features_are_refused():

@@ -55,9 +55,14 @@ def test_saved_model_command(saved, tmp_path, capsys):
 def test_tflite_command_and_report(saved, tmp_path, capsys):
     out = tmp_path / "lite"
     assert cli.main(["tflite", "--model", str(saved), "--out", str(out), "--variants", "f32",
-                     "--window-seconds", str(WINDOW / 32000)]) == 0
+                     "--window-seconds", str(WINDOW / 32000), "--streaming"]) == 0
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["window_samples"] == WINDOW and list(meta["variants"]) == ["f32"]
+    files = meta["variants"]["f32"]
+    assert sorted(files) == ["global", "global_chunk", "global_head", "local", "local_chunk",
+                             "local_crop", "local_head"]
+    assert all((out / name).stat().st_size > 0 for name in files.values())
+    assert meta["streaming"]["stride_samples"] == 16 * 320  # cnn10_tiny pools time 4 times
     assert [row["display_name"] for row in meta["labels"]] == list(tiny_labels().names)
 
     shards = write_shards(tmp_path / "eval", 12, seed=5)
@@ -72,6 +77,11 @@ def test_tflite_command_and_report(saved, tmp_path, capsys):
     assert "RFFT2D" in row["ops"]["global"] and row["latency_ms"]["2_threads"]["pair"] > 0
     assert (tmp_path / "report" / "report.png").stat().st_size > 1000
     assert "| f32 |" in (tmp_path / "report" / "report.md").read_text()
+    # The clips streamed back to back, with the runtime's crop budget (2) and with N (2 here).
+    (setting, stream), = row["streaming"].items()
+    assert setting == "crop_budget_2" and 0 < stream["fused"]["mAP"] <= 1
+    assert 0 <= stream["mean_abs_vs_exact"] <= stream["max_abs_vs_exact"] <= 1
+    assert "| f32 streaming, crop budget 2 |" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_report_targets_and_table():
