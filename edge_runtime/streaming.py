@@ -98,14 +98,17 @@ class FeatureStream:
         zeros before the stream began; it must hold `history_samples`.
         """
         end = history_end // self.stride
+        if end == self.end:
+            return end  # no new grid step: the features only read audio before end * stride
         first = end - self.size if self.end is None else max(self.end - self.right,
                                                              end - self.size)
         if self.end is not None:
             keep = self.size - (end - self.end)
             if keep > 0:
                 self.features[:keep] = self.features[end - self.end:].copy()
-        # Chunk ends from the newest back, each `step` before the next, until one reaches
-        # `first` with its clean part: (E - chunk) * stride >= end*stride - history_samples.
+        # Features [first, end) need writing. Chunks end `step` apart from the newest back,
+        # so each one's clean part meets the next one's, until a clean part reaches `first`;
+        # the oldest then starts at most (size + chunk) steps back: within history_samples.
         step = self.chunk - self.left - self.right
         ends = [end]
         while ends[-1] - self.chunk + self.left > first:

@@ -229,3 +229,31 @@ def test_backbones_without_local_features_are_refused():
     model(tf.zeros([1, 4 * RATE]))
     with pytest.raises(NotStreamable, match="recurrent or global over time"):
         plan(model, 4 * RATE)
+
+
+def test_long_silence_streams_finite_steady_scores(f32):
+    meta, tagger, events = stream_events(f32.dir, "f32", 1.0, np.zeros(40 * RATE, np.float32))
+    full = np.stack([e.result.fused for e in events if not e.partial])
+    assert len(full) == 37 and np.isfinite(full).all()
+    # Once the window is all silence every feature, pick and crop repeats: so do the scores.
+    np.testing.assert_array_equal(full[-1], full[-10])
+
+
+@pytest.mark.slow
+def test_one_hour_streaming_keeps_memory_and_crop_cache_bounded(f32):
+    """An hour from a generator at a 2 s hop: resident memory stays put and the crop cache
+    never holds more crops than the window has grid steps."""
+    meta = read_metadata(f32.dir / "metadata.json")
+    files = meta["variants"]["f32"]
+    tagger = make_tagger(f32.dir / files["global"], f32.dir / files["local"], meta,
+                         streaming=True)
+    rng = np.random.default_rng(8)
+    seconds = (rng.standard_normal(RATE).astype(np.float32) * 0.05 for _ in range(3600))
+    rss, cached = [], []
+    for event in StreamTagger(tagger, 2.0).run(ArraySource(seconds, RATE)):
+        with open("/proc/self/statm") as f:
+            rss.append(int(f.read().split()[1]) * 4096)
+        cached.append(len(tagger._crops))
+    assert len(rss) == 1800 and event.time == 3600.0
+    assert max(cached) <= meta["streaming"]["window_features"]
+    assert rss[-1] - rss[99] < 4 * 2**20, [r // 2**20 for r in rss[::100]]
