@@ -133,15 +133,17 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
     `labels` is a LabelMap; `calibration` an array (clips, samples) of real audio,
     needed by int8. `streaming` also writes the feature-streaming models per variant
     (`{global,local}_{chunk,head}_<v>.tflite`, `local_crop_<v>.tflite`, see
-    export/streaming.py) and their grid
-    under metadata "streaming"; a backbone without local features is refused.
-    Returns the metadata written.
+    export/streaming.py) and their grid under metadata "streaming"; a backbone without
+    local features is refused before anything is written. Returns the metadata written.
     """
     check_exportable(model)
     check_variants(variants)
     if len(labels) != model.num_classes:
         raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
     window_samples = window_samples or int(round(DEFAULT_WINDOW_SECONDS * model.sample_rate))
+    if streaming:
+        from export.streaming import plan
+        grid = plan(model, window_samples)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, **model_facts(model, window_samples),
@@ -153,8 +155,9 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
             (out / name).write_bytes(flatbuffer)
             meta["variants"].setdefault(variant, {})[stream] = name
     if streaming:
-        meta["streaming"] = export_streaming(model, out, variants, window_samples, calibration,
-                                             meta["variants"])
+        export_streaming(model, out, variants, grid, window_samples, calibration,
+                         meta["variants"])
+        meta["streaming"] = grid
     (out / "metadata.json").write_text(json.dumps(meta, indent=1))
     return meta
 
@@ -163,12 +166,11 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
 HEAD_VARIANT = {"f32": "f32", "f16": "f16", "dyn": "dyn", "int8": "dyn"}
 
 
-def export_streaming(model, out: pathlib.Path, variants, window_samples: int, calibration,
-                     files: dict) -> dict:
-    """Writes the five streaming models per variant into `out`, their names into
-    `files[variant]`; returns the grid facts (export/streaming.py's plan)."""
+def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_samples: int,
+                     calibration, files: dict) -> None:
+    """Writes the five streaming models per variant into `out` and their names into
+    `files[variant]`; `facts` is export/streaming.py's plan of the grid."""
     from export import streaming
-    facts = streaming.plan(model, window_samples)
     windows = None if calibration is None else fit_length(calibration, window_samples)
     for part, (fn, signature, backbone) in streaming.parts(model, facts).items():
         head = part.endswith("_head")
@@ -183,7 +185,6 @@ def export_streaming(model, out: pathlib.Path, variants, window_samples: int, ca
             name = f"{part}_{kind}.tflite"
             (out / name).write_bytes(converted[kind])
             files[variant][part] = name
-    return facts
 
 
 def fit_length(clips: np.ndarray, samples: int) -> np.ndarray:

@@ -219,16 +219,20 @@ def test_streaming_needs_streaming_models(f32, tmp_path):
                     crop_budget=-1)
 
 
-def test_backbones_without_local_features_are_refused():
+def test_backbones_without_local_features_are_refused(tmp_path):
     import keras
     import tensorflow as tf
-    from export.streaming import NotStreamable, plan
+    from export.streaming import NotStreamable
+    from export.tflite import export_tflite
+    from glat_tf.data.labels import LabelMap
     from glat_tf.model import GlatModel
     keras.utils.set_random_seed(0)
     model = GlatModel(backbone="talnet_tiny", num_classes=5, n_clips=2, tau=1.0)
     model(tf.zeros([1, 4 * RATE]))
+    labels = LabelMap(tuple(f"/t/{i}" for i in range(5)), tuple(f"e{i}" for i in range(5)))
     with pytest.raises(NotStreamable, match="recurrent or global over time"):
-        plan(model, 4 * RATE)
+        export_tflite(model, tmp_path / "out", labels, window_samples=4 * RATE, streaming=True)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_long_silence_streams_finite_steady_scores(f32):
