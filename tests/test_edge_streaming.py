@@ -93,13 +93,14 @@ def test_select_windows_is_select_clips_on_the_grid():
 
 # ---------------------------------------------------------------- the exported tiny model
 
-def keras_reference(model, facts, audio, stream_end, n_clips, crop_exact):
+def keras_reference(model, meta, audio, stream_end, crop_exact):
     """What streaming computes, from the Keras model: both backbones on the audio before the
     last grid step (zeros before the stream), the last window of features, head, grid
     selection; per pick the local model on its tau-second crop of the stream where the
     runtime says it ran the crop (`crop_exact`), else the local head on the local features
     of the window; PANNs fusion."""
     import tensorflow as tf
+    facts, n_clips = meta["streaming"], meta["n_clips"]
     stride, size = facts["stride_samples"], facts["window_features"]
     crop = facts["crop_features"]
     end = stream_end // stride
@@ -123,7 +124,7 @@ def keras_reference(model, facts, audio, stream_end, n_clips, crop_exact):
     per_clip = np.where(crop_exact[:, None], from_crops.numpy(), from_features.numpy())
     local = (per_clip.max(0) + per_clip.mean(0)) / 2
     fused = (np.maximum(clipwise, local) + (clipwise + local) / 2) / 2
-    offsets = steps * stride - (stream_end - facts["window_samples"])
+    offsets = steps * stride - (stream_end - meta["window_samples"])
     return {"global": clipwise, "local": local, "fused": fused, "classes": classes,
             "starts": offsets, "steps": steps}
 
@@ -150,13 +151,12 @@ def clip():
 @pytest.mark.parametrize("hop, budget", [(1.0, 2), (0.37, 1), (2.5, 0), (1.0, 3)])
 def test_f32_streaming_equals_keras_on_the_same_audio(f32, clip, hop, budget):
     meta, tagger, events = stream_events(f32.dir, "f32", hop, clip, budget)
-    facts = {**meta["streaming"], "window_samples": meta["window_samples"]}
     assert len(events) == int(np.ceil(len(clip) / (hop * RATE) - 1e-9))
     cropped = set()  # grid steps whose crop the local model has scored
     for event in events:
         end = int(round(event.time * RATE))
         exact = event.result.crop_exact
-        want = keras_reference(f32.model, facts, clip, end, meta["n_clips"], exact)
+        want = keras_reference(f32.model, meta, clip, end, exact)
         np.testing.assert_array_equal(event.result.classes, want["classes"])
         np.testing.assert_array_equal(event.result.starts, want["starts"])
         for name, ours in (("global", event.result.global_), ("local", event.result.local),
@@ -176,11 +176,10 @@ def test_f32_streaming_equals_keras_on_the_same_audio(f32, clip, hop, budget):
 def test_int8_streaming_within_stated_tolerance_of_keras(tmp_path_factory, clip):
     pair = build_pair(tmp_path_factory, "int8")
     meta, tagger, events = stream_events(pair.dir, "int8", 1.0, clip)
-    facts = {**meta["streaming"], "window_samples": meta["window_samples"]}
     diffs, same = [], []
     for event in events:
-        want = keras_reference(pair.model, facts, clip, int(round(event.time * RATE)),
-                               meta["n_clips"], event.result.crop_exact)
+        want = keras_reference(pair.model, meta, clip, int(round(event.time * RATE)),
+                               event.result.crop_exact)
         diffs.append(np.abs(event.result.fused - want["fused"]).max())
         same.append(set(event.result.classes) == set(want["classes"]))
     print(f"int8 streaming vs Keras fused: max {max(diffs):.4f}")
@@ -284,10 +283,9 @@ def test_other_conv_backbones_stream_like_keras(backbone, tmp_path, clip):
     labels = LabelMap(tuple(f"/t/{i}" for i in range(5)), tuple(f"e{i}" for i in range(5)))
     export_tflite(model, tmp_path, labels, window_samples=4 * RATE, streaming=True)
     meta, _, events = stream_events(tmp_path, "f32", 1.0, clip)
-    facts = {**meta["streaming"], "window_samples": meta["window_samples"]}
-    assert facts["stride_samples"] == 32 * 320
+    assert meta["streaming"]["stride_samples"] == 32 * 320
     for event in events:
-        want = keras_reference(model, facts, clip, int(round(event.time * RATE)), 3,
+        want = keras_reference(model, meta, clip, int(round(event.time * RATE)),
                                event.result.crop_exact)
         np.testing.assert_array_equal(event.result.classes, want["classes"])
         assert np.ptp(want["fused"]) > 0.02 and want["global"].max() < 0.9999  # no ties at 1
