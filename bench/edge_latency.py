@@ -34,7 +34,8 @@ def build(args, variants) -> dict[str, pathlib.Path]:
         import tensorflow as tf
         from tqdm import tqdm
 
-        from export.tflite import export_tflite, fit_length
+        from export.calibration import fit_length
+        from export.tflite import export_tflite
         from glat_tf.data.labels import LabelMap
         from glat_tf.data.synthetic import make_clip
         from glat_tf.model import GlatModel

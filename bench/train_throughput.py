@@ -21,7 +21,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from glat_tf.model import GlatModel
-from train.baseline import BackboneTagger
+from glat_tf.baseline import BackboneTagger
 from train.fit import json_object
 from train.loop import LoopSettings, make_optimizer, make_train_step
 

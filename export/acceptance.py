@@ -95,11 +95,10 @@ def equivalent_picks(reference: dict, got: dict, samples: int, crop_samples: int
 
 
 def saved_model_outputs(path, waveforms: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
-    """The SavedModel's serving signature on (clips, samples); starts back in samples."""
+    """The SavedModel's serving signature on (clips, samples)."""
     import tensorflow as tf
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     out = {k: v.numpy() for k, v in serve(waveform=tf.constant(waveforms, tf.float32)).items()}
-    out["clip_starts"] = np.round(out["clip_starts"] * sample_rate).astype(np.int32)
     return out
 
 

@@ -41,18 +41,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _saved_model(args) -> int:
-    from export.labels import load_model, resolve_labels
+    from export.labels import load_model
+    from glat_tf import class_names
     from export.saved_model import export_saved_model
     model = load_model(args.model)
-    labels, source = resolve_labels(model.num_classes, args.labels, args.model)
+    labels, source = class_names.resolve(model.num_classes, labels_csv=args.labels, model=model,
+                                         model_path=args.model)
     path = export_saved_model(model, args.out, labels, version=args.version)
     print(f"SavedModel written to {path} (labels from {source})")
     return 0
 
 
 def _tflite(args) -> int:
-    from export.labels import load_model, resolve_labels
-    from export.tflite import VARIANTS, export_tflite, read_calibration
+    from export.labels import load_model
+    from glat_tf import class_names
+    from export.calibration import read_calibration
+    from export.tflite import VARIANTS, export_tflite
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -60,7 +64,8 @@ def _tflite(args) -> int:
     if "int8" in variants and not args.calibration:
         raise ValueError("the int8 variant needs --calibration GLOB (TFRecord shards of real clips)")
     model = load_model(args.model)
-    labels, source = resolve_labels(model.num_classes, args.labels, args.model)
+    labels, source = class_names.resolve(model.num_classes, labels_csv=args.labels, model=model,
+                                         model_path=args.model)
     window = int(round(args.window_seconds * model.sample_rate))
     calibration = None
     if "int8" in variants:

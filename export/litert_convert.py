@@ -12,6 +12,15 @@ import numpy as np
 import tensorflow as tf
 
 
+def named_outputs(stage, names: dict):
+    """`stage` (a GlatModel stage) with its outputs under the exported signature's names,
+    {exported name: stage output key}; outputs not named are left out of the model."""
+    def serve(x):
+        out = stage(x)
+        return {exported: out[key] for exported, key in names.items()}
+    return serve
+
+
 class FlexOpsError(RuntimeError):
     """A converted model needs TensorFlow (Flex/select-TF) ops: it would not run on a device."""
 

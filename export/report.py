@@ -23,7 +23,7 @@ SIZE_RATIO_TARGET = 1 / 3
 def read_eval(pattern: str, num_classes: int, window_samples: int, clips: int | None = None):
     """(waveforms (clips, window), labels (clips, L)) of eval shards, every clip once."""
     from glat_tf.data.pipeline import eval_dataset
-    from export.tflite import fit_length
+    from export.calibration import fit_length
     waves, labels = [], []
     for wave, label in eval_dataset(pattern, 32, num_classes):
         waves.append(wave.numpy())

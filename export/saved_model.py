@@ -8,15 +8,22 @@ import shutil
 import keras
 import tensorflow as tf
 
+from glat_tf.model import GlatModel
+
 SIGNATURE = "serving_default"
-OUTPUTS = ("fused", "global", "local", "clip_starts", "selected_classes")
+OUTPUTS = ("fused", "global", "local", "per_clip", "clip_starts", "selected_classes")
+BASELINE_OUTPUTS = ("global",)
 
 
 def serving_function(model):
-    """waveform (batch, samples) float32 -> fused/global/local (batch, L), clip_starts (batch, N)
-    in seconds, selected_classes (batch, N) int32. Input of another rank, shorter than tau
-    or not finite fails with InvalidArgumentError."""
-    window, rate = model.window, float(model.sample_rate)
+    """waveform (batch, samples) float32 -> fused/global/local (batch, L), per_clip (batch, N,
+    L), clip_starts (batch, N) int32 samples from the input's start (the unit of every
+    export), selected_classes (batch, N) int32; a baseline (BackboneTagger) gives `global`
+    only. Input of another rank, shorter than tau (one second for a baseline) or not
+    finite fails with InvalidArgumentError."""
+    glat = isinstance(model, GlatModel)
+    window = model.window if glat else int(model.sample_rate)
+    shortest = f"tau={model.tau} s" if glat else "1 s"
 
     def serve(waveform):
         # Checked inside the graph: a served model has no Python left to raise errors.
@@ -30,16 +37,14 @@ def serving_function(model):
             # Ordered after the rank check: shape[1] of a rank-1 tensor would fail first.
             checks = [tf.debugging.assert_greater_equal(
                           tf.shape(waveform)[-1], window,
-                          message=f"waveform needs at least {window} samples (tau={model.tau} s "
+                          message=f"waveform needs at least {window} samples ({shortest} "
                                   f"at {model.sample_rate} Hz)"),
                       tf.debugging.assert_all_finite(waveform, "waveform holds NaN or Inf samples")]
         with tf.control_dependencies(checks):
             # The model reads the input only after every check passed.
             waveform = tf.identity(waveform)
         out = model(waveform, training=False)
-        return {"fused": out["fused"], "global": out["global"], "local": out["local"],
-                "clip_starts": tf.cast(out["clip_starts"], tf.float32) / rate,
-                "selected_classes": out["selected_classes"]}
+        return {k: out[k] for k in (OUTPUTS if glat else BASELINE_OUTPUTS)}
     return serve
 
 
@@ -47,10 +52,11 @@ def export_saved_model(model, out_dir, labels, *, version: int = 1,
                        overwrite: bool = False) -> pathlib.Path:
     """Writes `<out_dir>/<version>/` (saved_model.pb, variables/, assets/labels.csv).
 
-    `labels` is a LabelMap of the model's classes. TF Serving serves the highest
-    version under `out_dir`; an existing version is refused unless `overwrite`.
+    `model` is a GlatModel or a BackboneTagger; `labels` a LabelMap of its classes. TF
+    Serving serves the highest version under `out_dir`; an existing version is refused
+    unless `overwrite`.
     """
-    if model.selection != "attention":
+    if getattr(model, "selection", "attention") != "attention":
         raise ValueError(f"selection={model.selection!r} is the random control experiment; "
                          "only selection='attention' models are exported")
     if len(labels) != model.num_classes:

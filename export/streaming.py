@@ -27,9 +27,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from export.litert_convert import named_outputs
+
 # Chunk features written per run beyond the margins: one run covers a 1 s hop of CNN10.
 DEFAULT_ADVANCE_SECONDS = 1.0
 PROBE_FEATURES = 24  # features per probe chunk when measuring the margins
+# Exported output names of the heads and the crop model: {signature name: stage output}.
+GLOBAL_HEAD_OUTPUTS = {"clipwise": "global", "framewise": "framewise"}
+LOCAL_OUTPUTS = {"clipwise": "per_clip"}
 
 
 class NotStreamable(ValueError):
@@ -99,57 +104,20 @@ def plan(model, window_samples: int, advance_seconds: float = DEFAULT_ADVANCE_SE
             "channels": int(_features(g, np.zeros(stride * 4, np.float32)).shape[-1])}
 
 
-def chunk_function(backbone):
-    """waveform (1, chunk_features * stride) -> features (1, chunk_features, C)."""
-    def serve(waveform):
-        return {"features": backbone(waveform, training=False)["features"]}
-    return serve
-
-
-def global_head_function(backbone):
-    """features (1, window_features, C) -> clipwise (1, L), framewise (1, window_features, L)."""
-    def serve(features):
-        out = backbone.head(features, training=False)
-        return {"clipwise": tf.sigmoid(out["clipwise_logits"]),
-                "framewise": tf.sigmoid(out["framewise_logits"])}
-    return serve
-
-
-def local_head_function(backbone):
-    """features (N, crop_features, C) -> clipwise (N, L)."""
-    def serve(features):
-        return {"clipwise": tf.sigmoid(backbone.head(features, training=False)
-                                       ["clipwise_logits"])}
-    return serve
-
-
 def parts(model, facts: dict) -> dict:
-    """{name: (function, input signature, backbone)} of the five streaming models: the
-    chunk and head of each stream, and the local model on one tau-second crop."""
-    from export.tflite import local_function
+    """{name: (function, input signature, backbone)} of the five streaming models, each a
+    GlatModel stage: the chunk (stream_features) and head of each stream, and the local
+    stage on one tau-second crop."""
     stride, channels = facts["stride_samples"], facts["channels"]
     chunk = [tf.TensorSpec([1, facts["chunk_features"] * stride], tf.float32, name="waveform")]
     g, l = model.global_backbone, model.local_backbone
     return {
-        "global_chunk": (chunk_function(g), chunk, g),
-        "local_chunk": (chunk_function(l), chunk, l),
-        "global_head": (global_head_function(g), [tf.TensorSpec(
+        "global_chunk": (lambda w: {"features": model.stream_features("global", w)}, chunk, g),
+        "local_chunk": (lambda w: {"features": model.stream_features("local", w)}, chunk, l),
+        "global_head": (named_outputs(model.global_head, GLOBAL_HEAD_OUTPUTS), [tf.TensorSpec(
             [1, facts["window_features"], channels], tf.float32, name="features")], g),
-        "local_head": (local_head_function(l), [tf.TensorSpec(
+        "local_head": (named_outputs(model.local_head, LOCAL_OUTPUTS), [tf.TensorSpec(
             [model.n_clips, facts["crop_features"], channels], tf.float32, name="features")], l),
-        "local_crop": (local_function(model), [tf.TensorSpec(
+        "local_crop": (named_outputs(model.local_stage, LOCAL_OUTPUTS), [tf.TensorSpec(
             [1, model.window], tf.float32, name="crops")], l),
     }
-
-
-def crop_calibration(model, windows: np.ndarray) -> list[np.ndarray]:
-    """One-crop inputs: the crops the model picks in the calibration windows."""
-    from export.tflite import calibration_inputs
-    return [crop[None] for crops in calibration_inputs(model, "local", windows) for crop in crops]
-
-
-def chunk_calibration(windows: np.ndarray, facts: dict, per_window: int = 2) -> list[np.ndarray]:
-    """Chunk-length inputs cut from calibration windows: the start and the end of each."""
-    length = facts["chunk_features"] * facts["stride_samples"]
-    starts = np.linspace(0, windows.shape[1] - length, per_window).astype(int)
-    return [w[None, s:s + length] for w in np.asarray(windows, np.float32) for s in starts]

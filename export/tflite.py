@@ -8,7 +8,9 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from export import calibration as calibration_lib
 from export import litert_convert
+from export import streaming as streaming_lib
 from export.labels import label_rows, model_facts
 
 FORMAT = "glat-tf-litert/1"
@@ -21,24 +23,19 @@ FLOAT_SCOPES = ("frontend", "select_clips")
 INT8_FLOAT_OPS = ("LOGISTIC",)
 
 
+# The exported stages' outputs, by LiteRT signature output name: {signature name: stage output}.
+GLOBAL_OUTPUTS = {"clipwise": "global", "framewise": "framewise", "clip_starts": "clip_starts",
+                  "selected_classes": "selected_classes"}
+
+
 def global_function(model):
-    """waveform (1, window) -> clipwise (1, L), framewise (1, T', L), clip_starts, selected_classes."""
-    def serve(waveform):
-        out = model.global_backbone(waveform, training=False)
-        clipwise = tf.sigmoid(out["clipwise_logits"])  # (1, L)
-        framewise = tf.sigmoid(out["framewise_logits"])  # (1, T', L)
-        _, starts, classes = model.select(waveform, clipwise, framewise)
-        return {"clipwise": clipwise, "framewise": framewise, "clip_starts": starts,
-                "selected_classes": classes}
-    return serve
+    """waveform (1, window) -> GlatModel.global_stage's scores and windows (not its crops)."""
+    return litert_convert.named_outputs(model.global_stage, GLOBAL_OUTPUTS)
 
 
 def local_function(model):
-    """crops (N, crop_samples) -> clipwise (N, L)."""
-    def serve(crops):
-        return {"clipwise": tf.sigmoid(model.local_backbone(crops, training=False)
-                                       ["clipwise_logits"])}
-    return serve
+    """crops (N, crop_samples) -> GlatModel.local_stage's per-crop scores (N, L)."""
+    return litert_convert.named_outputs(model.local_stage, streaming_lib.LOCAL_OUTPUTS)
 
 
 def stream_signature(model, stream: str, window_samples: int) -> list[tf.TensorSpec]:
@@ -46,20 +43,6 @@ def stream_signature(model, stream: str, window_samples: int) -> list[tf.TensorS
     if stream == "global":
         return [tf.TensorSpec([1, window_samples], tf.float32, name="waveform")]
     return [tf.TensorSpec([model.n_clips, model.window], tf.float32, name="crops")]
-
-
-def calibration_inputs(model, stream: str, clips: np.ndarray) -> list[np.ndarray]:
-    """Representative inputs of one stream: whole windows, or the crops the model picks in them."""
-    clips = np.asarray(clips, np.float32)
-    if stream == "global":
-        return [clip[None] for clip in clips]
-    inputs = []
-    for start in range(0, len(clips), 16):
-        batch = clips[start:start + 16]
-        starts = model(batch, training=False)["clip_starts"].numpy()  # (batch, N)
-        for clip, row in zip(batch, starts):
-            inputs.append(np.stack([clip[s:s + model.window] for s in row]))
-    return inputs
 
 
 def convert_stream(model, stream: str, variant: str, window_samples: int,
@@ -83,7 +66,8 @@ def convert_variants(model, stream: str, variants, window_samples: int,
         raise ValueError("the int8 variant needs calibration clips (real audio)")
     fn = global_function(model) if stream == "global" else local_function(model)
     backbone = model.global_backbone if stream == "global" else model.local_backbone
-    inputs = calibration_inputs(model, stream, calibration) if "int8" in variants else None
+    inputs = (calibration_lib.stream_inputs(model, stream, calibration) if "int8" in variants
+              else None)
     return convert_callable(fn, stream_signature(model, stream, window_samples), backbone,
                             variants, inputs)
 
@@ -142,8 +126,7 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
         raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
     window_samples = window_samples or int(round(DEFAULT_WINDOW_SECONDS * model.sample_rate))
     if streaming:
-        from export.streaming import plan
-        grid = plan(model, window_samples)
+        grid = streaming_lib.plan(model, window_samples)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, **model_facts(model, window_samples),
@@ -170,62 +153,21 @@ def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_sam
                      calibration, files: dict) -> None:
     """Writes the five streaming models per variant into `out` and their names into
     `files[variant]`; `facts` is export/streaming.py's plan of the grid."""
-    from export import streaming
-    windows = None if calibration is None else fit_length(calibration, window_samples)
-    for part, (fn, signature, backbone) in streaming.parts(model, facts).items():
+    windows = (None if calibration is None
+               else calibration_lib.fit_length(calibration, window_samples))
+    for part, (fn, signature, backbone) in streaming_lib.parts(model, facts).items():
         head = part.endswith("_head")
         wanted = sorted({HEAD_VARIANT[v] for v in variants}) if head else list(variants)
         inputs = None
         if "int8" in wanted:
-            inputs = (streaming.chunk_calibration(windows, facts) if part.endswith("_chunk")
-                      else streaming.crop_calibration(model, windows))
+            inputs = (calibration_lib.chunk_inputs(windows, facts) if part.endswith("_chunk")
+                      else calibration_lib.crop_inputs(model, windows))
         converted = convert_callable(fn, signature, backbone, wanted, inputs)
         for variant in variants:
             kind = HEAD_VARIANT[variant] if head else variant
             name = f"{part}_{kind}.tflite"
             (out / name).write_bytes(converted[kind])
             files[variant][part] = name
-
-
-def fit_length(clips: np.ndarray, samples: int) -> np.ndarray:
-    """(clips, S) -> (clips, samples): the first `samples`, zero-padded at the end if shorter."""
-    clips = np.asarray(clips, np.float32)[:, :samples]
-    return np.pad(clips, [(0, 0), (0, samples - clips.shape[1])])
-
-
-def read_calibration(pattern: str, num_classes: int, window_samples: int, clips: int = 200,
-                     min_clips: int = 100) -> np.ndarray:
-    """(clips, window_samples) float32 waveforms read from TFRecord shards matching `pattern`."""
-    from glat_tf.data.pipeline import eval_dataset
-    if clips < min_clips:
-        raise ValueError(f"int8 calibration needs at least {min_clips} clips, asked for {clips}")
-    if not tf.io.gfile.glob(pattern):
-        raise FileNotFoundError(f"no TFRecord shards match --calibration {pattern!r}")
-    batches = []
-    for waveform, _ in eval_dataset(pattern, 32, num_classes).take((clips + 31) // 32):
-        batches.append(waveform.numpy())
-    found = np.concatenate(batches)[:clips] if batches else np.zeros([0, window_samples])
-    if len(found) < min_clips:
-        raise ValueError(f"{pattern!r} holds {len(found)} clips; int8 calibration needs at "
-                         f"least {min_clips} real clips")
-    return streaming_variety(fit_length(found, window_samples))
-
-
-def streaming_variety(windows: np.ndarray) -> np.ndarray:
-    """Calibration windows as a stream shows them: every 4th front-zero-padded, every 4th quieter.
-
-    A stream's first windows are zero-padded in front (`partial`), and devices hear quiet
-    rooms: calibrated on full-level whole clips only, the int8 pair was 0.13 off Keras on
-    partial windows (0.005 with them) and drifted at -40 dB.
-    """
-    windows = windows.copy()
-    length = windows.shape[1]
-    for i in range(0, len(windows), 4):  # partial: the clip's start after 1/8 .. 7/8 of zeros
-        pad = length * (1 + (i // 4) % 7) // 8
-        windows[i] = np.concatenate([np.zeros(pad, windows.dtype), windows[i, :length - pad]])
-    for i in range(2, len(windows), 4):  # -10 .. -40 dB
-        windows[i] *= 10 ** (-10 * (1 + (i // 4) % 4) / 20)
-    return windows
 
 
 def fuse(global_scores: np.ndarray, local_clipwise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,13 +2,10 @@
 
 __version__ = "0.1.0"
 
+# Importing the models registers every class a saved .keras file names (GlatModel,
+# BackboneTagger, the backbones and their layers): `import glat_tf` is enough for
+# keras.saving.load_model.
+from glat_tf.baseline import BackboneTagger  # noqa: E402
+from glat_tf.model import GlatModel  # noqa: E402
 
-def __getattr__(name):
-    # Lazy, so `glat_tf.config` or the data tools do not pay for building the model module.
-    if name == "GlatModel":
-        from glat_tf.model import GlatModel
-        return GlatModel
-    raise AttributeError(f"module 'glat_tf' has no attribute {name!r}")
-
-
-__all__ = ["GlatModel", "__version__"]
+__all__ = ["BackboneTagger", "GlatModel", "__version__"]

@@ -120,7 +120,8 @@ class LogMel(keras.layers.Layer):
         self.fmax = fmax
         self.amin = amin
         self.spec_augment = spec_augment
-        self.config = FrontendConfig(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, amin)
+        self.config = FrontendConfig(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, amin,
+                                     spec_augment)
         # A non-trainable weight, not a constant, so a mel matrix imported from a checkpoint
         # (set_mel_matrix) is kept by a saved .keras model; the window never changes.
         self._mel = self.add_weight(name="mel_matrix", shape=(self.config.n_bins, n_mels),

@@ -1,4 +1,10 @@
-"""GlatModel: global stream, class-wise clip selection, local stream, fusion (GLAT_SPEC 2-5)."""
+"""GlatModel: global stream, class-wise clip selection, local stream, fusion (GLAT_SPEC 2-5).
+
+The pass is written once, as stages that `call` composes and that export converts:
+`global_stage` (waveform -> clip scores, frame activations, windows), `local_stage` (crops
+-> per-crop scores), `fuse`; and for feature streaming `stream_features` plus the two
+heads (`global_head`, `local_head`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,12 @@ import keras
 import tensorflow as tf
 
 from glat_tf import backbones
+from glat_tf.backbones.base import Backbone
+from glat_tf.base_model import TaggingModel, binary_crossentropy
 from glat_tf.layers.select_clips import SelectClips
 
 LOSS_MODES = ("joint", "frozen_global")
+STREAMS = ("global", "local")
 
 
 def max_mean_pool(scores, axis):
@@ -16,61 +25,110 @@ def max_mean_pool(scores, axis):
     return (tf.reduce_max(scores, axis=axis) + tf.reduce_mean(scores, axis=axis)) / 2.0
 
 
-def binary_crossentropy(labels, probabilities):
-    """Per-example BCE on probabilities, mean over classes: (batch,)."""
-    return keras.losses.binary_crossentropy(tf.cast(labels, tf.float32), probabilities)
+def as_backbone(value, name: str):
+    """A Backbone from an instance or its serialized config (a GlatModel's get_config)."""
+    if isinstance(value, dict):
+        value = keras.saving.deserialize_keras_object(value)
+    if not isinstance(value, Backbone):
+        raise TypeError(f"{name} must be a preset name, a Backbone or its serialized config, "
+                        f"got {type(value).__name__}")
+    return value
+
+
+def clone_backbone(backbone: Backbone, name: str) -> Backbone:
+    """The same architecture with fresh weights (the local stream has its own)."""
+    return type(backbone).from_config({**backbone.get_config(), "name": name})
 
 
 @keras.saving.register_keras_serializable(package="glat_tf")
-class GlatModel(keras.Model):
+class GlatModel(TaggingModel):
     """GL-AT: tags a clip globally, re-tags the N windows its attention picks, fuses both.
 
     Input: float32 waveform (batch, samples), any samples >= tau * sample_rate.
     Output dict (scores are probabilities):
       `global` (batch, L), `local` (batch, L), `fused` (batch, L),
+      `per_clip` (batch, N, L) the local score of each window,
       `framewise` (batch, frames', L) global frame activations,
       `clip_starts` (batch, N) int32 samples, `selected_classes` (batch, N) int32.
-    loss_mode `joint` trains L_g + L_l (the paper); `frozen_global` trains the
-    local stream on L_l only with the global stream frozen in inference mode
-    (the authors' code).
+    `backbone` is a preset name (with `num_classes`, `sample_rate` and `backbone_kwargs`
+    overrides) or a Backbone instance; the local stream is `local_backbone` or a fresh copy
+    of the global architecture. The backbones are saved as objects, so a `.keras` file
+    loads without the preset table. loss_mode `joint` trains L_g + L_l (the paper);
+    `frozen_global` trains the local stream on L_l only with the global stream frozen in
+    inference mode (the authors' code).
 
     Example:
-        model = GlatModel(backbone="cnn10", num_classes=527, n_clips=5, tau=3.0)
+        model = GlatModel.from_preset("cnn10", num_classes=527, n_clips=5, tau=3.0)
         out = model(tf.zeros([2, 320000]))
-        out["fused"].shape, out["clip_starts"].shape  # (2, 527), (2, 5)
+        out["fused"].shape, out["per_clip"].shape  # (2, 527), (2, 5, 527)
     """
 
-    def __init__(self, backbone="cnn10", num_classes=527, n_clips=5, tau=3.0, sample_rate=32000,
+    loss_names = ("loss", "global_loss", "local_loss")
+
+    def __init__(self, backbone="cnn10", num_classes=None, n_clips=5, tau=3.0, sample_rate=None,
                  loss_mode="joint", suppress_overlap=True, selection="attention",
-                 backbone_kwargs=None, **kwargs):
-        super().__init__(**kwargs)
+                 backbone_kwargs=None, local_backbone=None, class_names=(), class_mids=(),
+                 **kwargs):
+        super().__init__(class_names=class_names, class_mids=class_mids, **kwargs)
         if loss_mode not in LOSS_MODES:
             raise ValueError(f"loss_mode must be one of {LOSS_MODES}, got loss_mode={loss_mode!r}")
-        self.backbone = backbone
-        self.num_classes = num_classes
+        if isinstance(backbone, str):
+            frontend = {} if sample_rate is None else {"sample_rate": sample_rate}
+            self.global_backbone = backbones.build(
+                backbone, num_classes=527 if num_classes is None else num_classes,
+                frontend=frontend, name="global_stream", **dict(backbone_kwargs or {}))
+        else:
+            self.global_backbone = as_backbone(backbone, "backbone")
+        self.local_backbone = (clone_backbone(self.global_backbone, "local_stream")
+                               if local_backbone is None
+                               else as_backbone(local_backbone, "local_backbone"))
+        self.num_classes = self.global_backbone.num_classes
+        self.sample_rate = self.global_backbone.sample_rate
+        for what, given, actual in (("num_classes", num_classes, self.num_classes),
+                                    ("sample_rate", sample_rate, self.sample_rate)):
+            if given is not None and given != actual:
+                raise ValueError(f"{what}={given} but the backbone has {actual}")
+        if (self.local_backbone.num_classes, self.local_backbone.sample_rate) != (
+                self.num_classes, self.sample_rate):
+            raise ValueError("the local backbone must have the global one's classes and rate")
         self.n_clips = n_clips
         self.tau = tau
-        self.sample_rate = sample_rate
         self.loss_mode = loss_mode
         self.suppress_overlap = suppress_overlap
         self.selection = selection
-        self.backbone_kwargs = dict(backbone_kwargs or {})
-        self.select = SelectClips(n_clips, tau, sample_rate, suppress_overlap, selection,
+        self.select = SelectClips(n_clips, tau, self.sample_rate, suppress_overlap, selection,
                                   name="select_clips")
-        self.select.check_inputs((None, None), num_classes)  # N <= classes, at construction
-        stream_kwargs = dict(num_classes=num_classes, sample_rate=sample_rate,
-                             **self.backbone_kwargs)
-        self.global_backbone = backbones.build(backbone, name="global_stream", **stream_kwargs)
-        self.local_backbone = backbones.build(backbone, name="local_stream", **stream_kwargs)
+        self.select.check_inputs((None, None), self.num_classes)  # N <= classes, at construction
+        self.check_labels()
         if loss_mode == "frozen_global":
             # Frozen also means inference-mode BN: its statistics must not drift either.
             self.global_backbone.trainable = False
-        self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in ("loss", "global_loss", "local_loss")}
+
+    @classmethod
+    def from_preset(cls, preset: str, num_classes: int = 527, frontend=None, **kwargs):
+        """GlatModel of a registered backbone preset (glat_tf.backbones.names()).
+
+        `frontend` is a FrontendConfig or a dict of overrides; other keyword arguments are
+        GlatModel's (n_clips, tau, loss_mode, class_names, ...).
+        """
+        global_backbone = backbones.build(preset, num_classes=num_classes, frontend=frontend,
+                                          name="global_stream")
+        return cls(backbone=global_backbone, **kwargs)
+
+    @property
+    def backbone_name(self) -> str:
+        """The global stream's preset (or class) name, for reports and metadata."""
+        return self.global_backbone.preset or type(self.global_backbone).__name__.lower()
 
     @property
     def window(self) -> int:
+        """Samples of one tau-second crop."""
         return self.select.window
+
+    def stream_backbone(self, stream: str) -> Backbone:
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
+        return self.global_backbone if stream == "global" else self.local_backbone
 
     def build(self, input_shape):
         self.select.check_inputs(tuple(input_shape), self.num_classes)
@@ -80,29 +138,50 @@ class GlatModel(keras.Model):
         self.local_backbone(tf.zeros([1, self.window]), training=False)
         self.built = True
 
-    def _check_waveform(self, waveform):
-        dtype = getattr(waveform, "dtype", None)
-        if dtype is None or not tf.as_dtype(dtype).is_floating:
-            raise ValueError(f"waveform must be a float tensor, got waveform.dtype={dtype}")
-        self.select.check_inputs(waveform.shape, self.num_classes)
+    # ---- the stages
+
+    def stream_features(self, stream: str, waveform, training=False):
+        """(batch, samples) -> one stream's frame-wise features (batch, frames', C)."""
+        return self.stream_backbone(stream).features(waveform, training=training)
+
+    def global_head(self, features, training=False) -> dict:
+        """Global features (batch, frames', C) -> `global` (batch, L), `framewise` (batch, frames', L)."""
+        out = self.global_backbone.head(features, training=training)
+        return {"global": tf.sigmoid(out["clipwise_logits"]),
+                "framewise": tf.sigmoid(out["framewise_logits"])}
+
+    def local_head(self, features, training=False) -> dict:
+        """Local features of M crops (M, frames', C) -> `per_clip` (M, L)."""
+        out = self.local_backbone.head(features, training=training)
+        return {"per_clip": tf.sigmoid(out["clipwise_logits"])}
+
+    def global_stage(self, waveform, training=False) -> dict:
+        """(batch, samples) -> `global`, `framewise`, the windows (`clip_starts` int32
+        samples, `selected_classes`) and their `crops` (batch, N, window)."""
+        out = self.global_head(self.stream_features("global", waveform, training), training)
+        crops, starts, classes = self.select(waveform, out["global"], out["framewise"])
+        return {**out, "clip_starts": starts, "selected_classes": classes, "crops": crops}
+
+    def local_stage(self, crops, training=False) -> dict:
+        """(M, window) crops -> `per_clip` (M, L)."""
+        return self.local_head(self.stream_features("local", crops, training), training)
+
+    @staticmethod
+    def fuse(global_scores, per_clip) -> dict:
+        """(batch, L) global and (batch, N, L) per-window scores -> `local`, `fused` (batch, L)."""
+        local = max_mean_pool(per_clip, axis=1)
+        fused = max_mean_pool(tf.stack([global_scores, local], axis=1), axis=1)
+        return {"local": local, "fused": fused}
 
     def call(self, waveform, training=None):
-        self._check_waveform(waveform)
+        self.check_waveform(waveform)
+        self.select.check_inputs(waveform.shape, self.num_classes)
         waveform = tf.cast(waveform, tf.float32)
-        global_training = training and self.loss_mode == "joint"
-        g = self.global_backbone(waveform, training=global_training)
-        global_scores = tf.sigmoid(g["clipwise_logits"])  # (batch, L)
-        framewise = tf.sigmoid(g["framewise_logits"])  # (batch, frames', L)
-        crops, starts, classes = self.select(waveform, global_scores, framewise)
-        batch = tf.shape(waveform)[0]
-        crops = tf.reshape(crops, [-1, self.window])  # (batch * N, window)
-        local = self.local_backbone(crops, training=training)
-        per_clip = tf.reshape(tf.sigmoid(local["clipwise_logits"]),
-                              [batch, self.n_clips, self.num_classes])  # (batch, N, L)
-        local_scores = max_mean_pool(per_clip, axis=1)
-        fused = max_mean_pool(tf.stack([global_scores, local_scores], axis=1), axis=1)
-        return {"global": global_scores, "local": local_scores, "fused": fused,
-                "framewise": framewise, "clip_starts": starts, "selected_classes": classes}
+        out = self.global_stage(waveform, training=training and self.loss_mode == "joint")
+        crops = tf.reshape(out.pop("crops"), [-1, self.window])  # (batch * N, window)
+        per_clip = tf.reshape(self.local_stage(crops, training)["per_clip"],
+                              [tf.shape(waveform)[0], self.n_clips, self.num_classes])
+        return {**out, **self.fuse(out["global"], per_clip), "per_clip": per_clip}
 
     def stream_losses(self, outputs, labels):
         """Per-example losses (batch,): `global_loss`, `local_loss` and the trained `loss`."""
@@ -111,33 +190,9 @@ class GlatModel(keras.Model):
         loss = global_loss + local_loss if self.loss_mode == "joint" else local_loss
         return {"loss": loss, "global_loss": global_loss, "local_loss": local_loss}
 
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
-    def _track(self, losses):
-        for name, value in losses.items():
-            self._trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
-
-    def train_step(self, data):
-        waveform, labels = data[0], data[1]
-        with tf.GradientTape() as tape:
-            losses = self.stream_losses(self(waveform, training=True), labels)
-            loss = tf.reduce_mean(losses["loss"])
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)
-        return self._track(losses)
-
-    def test_step(self, data):
-        waveform, labels = data[0], data[1]
-        return self._track(self.stream_losses(self(waveform, training=False), labels))
-
     def get_config(self):
-        return {**super().get_config(), "backbone": self.backbone,
-                "num_classes": self.num_classes, "n_clips": self.n_clips, "tau": self.tau,
-                "sample_rate": self.sample_rate, "loss_mode": self.loss_mode,
-                "suppress_overlap": self.suppress_overlap, "selection": self.selection,
-                "backbone_kwargs": self.backbone_kwargs}
+        return {**super().get_config(),
+                "backbone": keras.saving.serialize_keras_object(self.global_backbone),
+                "local_backbone": keras.saving.serialize_keras_object(self.local_backbone),
+                "n_clips": self.n_clips, "tau": self.tau, "loss_mode": self.loss_mode,
+                "suppress_overlap": self.suppress_overlap, "selection": self.selection}

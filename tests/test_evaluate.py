@@ -11,7 +11,7 @@ from glat_tf.data.labels import LabelMap
 from glat_tf.metrics import tagging_scores
 from glat_tf.model import GlatModel
 from test_train import CHEAP, SR, TONES, make_tone_shards
-from train.baseline import BackboneTagger
+from glat_tf.baseline import BackboneTagger
 from train.durations import duration_groups, group_of
 from train.evaluate import evaluate, main, predict, with_clips
 

@@ -8,7 +8,7 @@ import keras
 import pytest
 
 from export import cli, report
-from export.labels import resolve_labels
+from glat_tf.class_names import resolve
 from glat_tf.data.labels import LabelMap, audioset_labels_csv
 from test_export import WINDOW, tiny_labels, tiny_model, write_shards
 
@@ -29,14 +29,19 @@ def test_labels_resolution_order_and_refusals(tmp_path):
     other = tmp_path / "other.csv"
     LabelMap(tuple(f"/m/o{i}" for i in range(4)), tuple("abcd")).to_csv(other)
     model_path = beside.parent / "best.keras"
-    assert resolve_labels(4, other, model_path) == (LabelMap.from_csv(other), str(other))
-    assert resolve_labels(4, None, model_path) == (tiny_labels(), str(beside))
-    labels, source = resolve_labels(527, None, tmp_path / "elsewhere" / "m.keras")
+    assert resolve(4, labels_csv=other, model_path=model_path) == (LabelMap.from_csv(other),
+                                                                   str(other))
+    assert resolve(4, model_path=model_path) == (tiny_labels(), str(beside))
+    labels, source = resolve(527, model_path=tmp_path / "elsewhere" / "m.keras")
     assert source == audioset_labels_csv() and labels.names[0] == "Speech"
     with pytest.raises(ValueError, match="no label CSV"):
-        resolve_labels(10, None, tmp_path / "elsewhere" / "m.keras")
+        resolve(10, model_path=tmp_path / "elsewhere" / "m.keras")
     with pytest.raises(ValueError, match="names 4 classes but the model outputs 5"):
-        resolve_labels(5, None, model_path)
+        resolve(5, model_path=model_path)
+    # The names inside a model come before an old sidecar beside it; a CSV given wins.
+    named = tiny_model(class_names=list("wxyz"), class_mids=[f"/m/{c}" for c in "wxyz"])
+    assert resolve(4, model=named, model_path=model_path)[0].names == tuple("wxyz")
+    assert resolve(4, labels_csv=other, model=named)[0] == LabelMap.from_csv(other)
 
 
 def test_saved_model_command(saved, tmp_path, capsys):

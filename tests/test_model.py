@@ -30,6 +30,7 @@ def test_outputs_and_round_trip(batch, tmp_path):
     out = assert_round_trips(model, (batch[0],), tmp_path, atol=1e-6)
     assert {k: v.shape for k, v in out.items()} == {
         "global": (2, CLASSES), "local": (2, CLASSES), "fused": (2, CLASSES),
+        "per_clip": (2, 2, CLASSES),
         "framewise": (2, 18, CLASSES), "clip_starts": (2, 2), "selected_classes": (2, 2)}
     assert out["clip_starts"].dtype == np.int32 and out["selected_classes"].dtype == np.int32
     for key in ("global", "local", "fused", "framewise"):
@@ -110,3 +111,65 @@ def test_bad_input_names_the_argument():
         tiny(backbone="cnn99")
     with pytest.raises(ValueError, match="loss_mode"):
         tiny(loss_mode="both")
+
+
+def test_call_is_the_composition_of_its_stages(batch):
+    """call = global_stage -> crops -> local_stage -> fuse; per_clip is the local stage's
+    score of each window, so nothing has to run the local backbone again to get it."""
+    model = tiny()
+    wave = tf.constant(batch[0])
+    out = model(wave, training=False)
+    stage = model.global_stage(wave)
+    for key in ("global", "framewise", "clip_starts", "selected_classes"):
+        np.testing.assert_array_equal(out[key], stage[key], err_msg=key)
+    crops = np.stack([[batch[0][b, s:s + model.window] for s in row]
+                      for b, row in enumerate(stage["clip_starts"].numpy())])  # (2, N, window)
+    np.testing.assert_array_equal(stage["crops"], crops)
+    per_clip = model.local_stage(tf.constant(crops.reshape(-1, model.window)))["per_clip"]
+    np.testing.assert_allclose(out["per_clip"], np.reshape(per_clip, (2, 2, CLASSES)), atol=1e-6)
+    fused = model.fuse(out["global"], out["per_clip"])
+    np.testing.assert_allclose(out["local"], fused["local"], atol=0)
+    np.testing.assert_allclose(out["fused"], fused["fused"], atol=0)
+    # The streaming stages compose to the same global scores.
+    head = model.global_head(model.stream_features("global", wave))
+    np.testing.assert_allclose(head["global"], out["global"], atol=1e-6)
+    local_head = model.local_head(model.stream_features("local", tf.reshape(crops, [-1, model.window])))
+    np.testing.assert_allclose(local_head["per_clip"], per_clip, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["cnn10_tiny", "cnn6_tiny", "atsca_tiny", "mobilenetv1_tiny",
+                                    "mobilenetv2_tiny", "resnet38_tiny", "talnet_tiny"])
+def test_summary_works_on_every_family(preset):
+    model = tiny(backbone=preset)
+    model(tf.zeros([1, 2 * 32000]))
+    lines = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    text = "\n".join(lines)
+    assert "select_clips" in text and "global_stream" in text and "local_stream" in text
+    assert f"{model.count_params():,}" in text
+
+
+def test_from_preset_takes_a_typed_frontend():
+    from glat_tf.config import FrontendConfig
+    model = GlatModel.from_preset("cnn10_tiny", num_classes=CLASSES, n_clips=2, tau=1.0,
+                                  frontend=FrontendConfig(n_mels=32, hop_length=640))
+    for stream in (model.global_backbone, model.local_backbone):
+        assert stream.frontend_config.n_mels == 32 and stream.frontend.hop_length == 640
+    assert model.global_backbone.name == "global_stream"
+    assert model.local_backbone.name == "local_stream"
+    assert model.local_backbone.arch == model.global_backbone.arch
+    with pytest.raises(ValueError, match="unknown frontend keys"):
+        GlatModel.from_preset("cnn10_tiny", num_classes=CLASSES, frontend={"n_mel": 32})
+    with pytest.raises(ValueError, match="has no setting 'colour'"):
+        tiny(backbone_kwargs={"colour": 1})
+
+
+def test_class_names_travel_inside_the_model(batch, tmp_path):
+    names, mids = [f"class {i}" for i in range(CLASSES)], [f"/m/{i}" for i in range(CLASSES)]
+    model = tiny(class_names=names, class_mids=mids)
+    model(batch[0])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.class_names == tuple(names) and loaded.class_mids == tuple(mids)
+    with pytest.raises(ValueError, match="2 class_names for a model of 6 classes"):
+        tiny(class_names=["a", "b"])

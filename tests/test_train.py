@@ -16,7 +16,7 @@ import tensorflow as tf
 from data_fixtures import write_tiny_shards
 from glat_tf.model import GlatModel
 from harness import assert_round_trips
-from train.baseline import BackboneTagger
+from glat_tf.baseline import BackboneTagger
 from train.checkpoints import StopRequest
 from train.fit import main, parse_args
 from train.init_weights import load_init

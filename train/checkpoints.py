@@ -10,7 +10,9 @@ import threading
 
 import tensorflow as tf
 
-LABELS_NAME = "labels.csv"
+from glat_tf import class_names
+
+LABELS_NAME = class_names.SIDECAR
 
 
 class Checkpointer:
@@ -58,8 +60,9 @@ class Checkpointer:
         return path
 
 
-def save_keras(model, path: str, labels_csv: str | None) -> None:
-    """model.save(path) and `labels.csv` beside it (what export reads the class names from).
+def save_keras(model, path: str) -> None:
+    """model.save(path), and `labels.csv` beside it for people and older tools (the class
+    names travel inside the model; nothing reads this file back).
 
     Written to a temporary name first, so a killed run never leaves half a `.keras` file.
     """
@@ -68,9 +71,9 @@ def save_keras(model, path: str, labels_csv: str | None) -> None:
     tmp = f"{path}.tmp.keras"
     model.save(tmp)
     os.replace(tmp, path)
-    target = os.path.join(folder, LABELS_NAME)
-    if labels_csv and os.path.abspath(labels_csv) != os.path.abspath(target):
-        shutil.copyfile(labels_csv, target)
+    labels = class_names.from_model(model)
+    if labels is not None:
+        labels.to_csv(os.path.join(folder, LABELS_NAME))
 
 
 class StopRequest:

@@ -7,6 +7,7 @@ import os
 import time
 
 from train import report
+from train.run import FitConfig, final_eval, train
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -16,17 +17,6 @@ def load_config(name: str) -> dict:
     import runpy
 
     return dict(runpy.run_path(os.path.join(CONFIG_DIR, f"{name}.py"))["CONFIG"])
-
-
-def final_eval(out_dir: str, step: int) -> dict:
-    """The evaluation logged at `step` in <out>/eval_log.jsonl: {stream: summary}."""
-    path = os.path.join(out_dir, "eval_log.jsonl")
-    with open(path, encoding="utf-8") as f:
-        entries = [json.loads(line) for line in f if line.strip()]
-    for entry in reversed(entries):
-        if entry["step"] == step:
-            return {k: v for k, v in entry.items() if k != "step"}
-    raise ValueError(f"{path} has no evaluation at step {step}")
 
 
 def flags(config: dict) -> list[str]:
@@ -45,13 +35,11 @@ def flags(config: dict) -> list[str]:
 
 def train_run(config: dict, out_dir: str) -> dict:
     """Trains (or resumes, or finds finished) one run in-process; its final evaluation."""
-    from train.fit import parse_args, train
-
-    args = parse_args(flags({**config, "out": out_dir, "resume": True}))
-    result = train(args)
+    fit = FitConfig(**{**config, "out": out_dir, "resume": True})
+    result = train(fit)
     if result["interrupted"] is not None:
         raise KeyboardInterrupt(f"stopped by signal {result['interrupted']}; rerun to continue")
-    return final_eval(out_dir, args.steps)
+    return final_eval(out_dir, fit.steps)
 
 
 def run_demo(root: str = "runs/demo") -> int:

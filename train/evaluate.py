@@ -16,12 +16,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from glat_tf import class_names
 from glat_tf.data import pipeline
 from glat_tf.data.labels import LabelMap
 from glat_tf.metrics import tagging_scores
 from glat_tf.model import GlatModel
 from train import plots
-from train.baseline import BackboneTagger  # noqa: F401 (registers the class for load_model)
 from train.durations import duration_groups
 
 STREAMS = ("global", "local", "fused")
@@ -109,25 +109,17 @@ def count_clips(file_pattern: str) -> int | None:
     return sum(records[n] for n in names) if names and all(n in records for n in names) else None
 
 
-def find_labels(model_path: str, eval_glob: str, labels_csv: str | None,
-                num_classes: int) -> LabelMap:
-    """--labels, else labels.csv beside the model, else the eval shards' manifest."""
-    beside = os.path.join(os.path.dirname(os.path.abspath(model_path)), "labels.csv")
-    for path in (labels_csv, beside):
-        if path and os.path.exists(path):
-            label_map = LabelMap.from_csv(path)
-            break
-    else:
-        entries = pipeline.read_manifest(eval_glob).get("labels")
-        if not entries:
-            raise ValueError(f"no class names: give --labels, or put labels.csv beside "
-                             f"{model_path}")
-        label_map = LabelMap(tuple(e["mid"] for e in entries),
-                             tuple(e["display_name"] for e in entries))
-    if len(label_map) != num_classes:
-        raise ValueError(f"the label map has {len(label_map)} classes but the model "
-                         f"{num_classes}")
-    return label_map
+def find_labels(model, model_path: str, eval_glob: str, labels_csv: str | None) -> LabelMap:
+    """--labels, else the model's own names, else an old labels.csv beside it, else the eval
+    shards' manifest (glat_tf.class_names.resolve)."""
+    try:
+        manifest = pipeline.read_manifest(eval_glob)
+    except FileNotFoundError:
+        manifest = None
+    labels, _ = class_names.resolve(model.num_classes, labels_csv=labels_csv, model=model,
+                                    model_path=model_path, manifest=manifest,
+                                    shard_glob=eval_glob)
+    return labels
 
 
 def write_per_class(path: str, label_map: LabelMap, labels, results: dict) -> None:
@@ -152,7 +144,7 @@ def evaluate(model_path: str, eval_glob: str, out_dir: str, *, batch_size: int =
     """Runs every report the CLI offers; returns {stream: summary dict}."""
     model = keras.models.load_model(model_path)
     num_classes = model.num_classes
-    label_map = find_labels(model_path, eval_glob, labels_csv, num_classes)
+    label_map = find_labels(model, model_path, eval_glob, labels_csv)
     if sweep_n and max(sweep_n) > num_classes:
         raise ValueError(f"--sweep-n {max(sweep_n)} exceeds the model's {num_classes} classes")
     total = count_clips(eval_glob)

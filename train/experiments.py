@@ -19,7 +19,8 @@ import sys
 import time
 
 from train import report
-from train.demo import final_eval, flags, load_config
+from train.demo import flags, load_config
+from train.run import final_eval
 
 
 def row_specs(config: dict, ratio: float) -> dict:

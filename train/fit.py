@@ -17,8 +17,7 @@ import sys
 # fresh pages per batch (balanced input pipeline: 560 -> 915 clips per CPU-second here).
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
-STRATEGY_CHOICES = ("default", "mirrored", "multiworker")
-POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+from train.run import POLICIES, STRATEGY_CHOICES, FitConfig, train  # noqa: E402
 
 
 def json_object(text):
@@ -73,106 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None) -> FitConfig:
+    """The FitConfig of a command line: a --config file's CONFIG, then the flags over it."""
     parser = build_parser()
     first, _ = parser.parse_known_args(argv)
     if first.config:
         config = runpy.run_path(first.config).get("CONFIG")
         if not isinstance(config, dict):
             parser.error(f"--config {first.config} must define a dict CONFIG")
-        known = {a.dest for a in parser._actions}
-        unknown = sorted(set(config) - known)
+        unknown = sorted(set(config) - set(FitConfig.field_names()))
         if unknown:
             parser.error(f"--config {first.config}: unknown keys {unknown}")
         parser.set_defaults(**config)
-    args = parser.parse_args(argv)
-    if not args.train or not args.out:
+    args = vars(parser.parse_args(argv))
+    args.pop("config")
+    if not args["train"] or not args["out"]:
         parser.error("--train and --out are required (or run with no arguments for the demo)")
-    if args.random_crop is not None and not args.backbone_only:
-        parser.error("--random-crop is a baseline control: use it with --backbone-only")
-    for name in ("steps", "batch_size", "eval_every", "n_clips", "eval_batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    args.checkpoint_every = args.checkpoint_every or args.eval_every
-    return args
-
-
-def shard_labels_csv(train_glob: str, manifest: dict, out_dir: str) -> str | None:
-    """The shards' class_labels_indices.csv (copied beside every saved .keras for export).
-
-    The file ingest put beside the shards, else one written from the manifest's label
-    list, else AudioSet's when there are 527 classes; None (with a warning) otherwise.
-    """
-    from glat_tf.data.labels import LabelMap, audioset_labels_csv
-
-    folder = train_glob if os.path.isdir(train_glob) else os.path.dirname(train_glob)
-    path = os.path.join(folder, manifest.get("labels_csv") or "labels.csv")
-    if os.path.isfile(path):
-        return path
-    if manifest.get("labels"):
-        os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, "labels.csv")
-        LabelMap(tuple(e["mid"] for e in manifest["labels"]),
-                 tuple(e["display_name"] for e in manifest["labels"])).to_csv(path)
-        return path
-    if manifest["num_classes"] == 527:
-        return audioset_labels_csv()
-    print(f"warning: no label CSV beside {train_glob}; export will need --labels", file=sys.stderr)
-    return None
-
-
-def train(args: argparse.Namespace) -> dict:
-    """Builds everything from parsed flags and trains; returns the Trainer's result."""
-    from train.strategy import make_strategy
-
-    # MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
-    strategy = make_strategy(args.strategy)
-
-    import keras
-    from glat_tf.data import pipeline
-    from glat_tf.model import GlatModel
-    from train.baseline import BackboneTagger
-    from train.init_weights import load_init
-    from train.loop import LoopSettings, Trainer
-
-    manifest = pipeline.read_manifest(args.train)
-    num_classes, sample_rate = manifest["num_classes"], manifest["sample_rate"]
-    labels_csv = shard_labels_csv(args.train, manifest, args.out)
-    crop = None if args.random_crop is None else int(round(args.random_crop * sample_rate))
-    if args.seed is not None:
-        keras.utils.set_random_seed(args.seed)
-    keras.mixed_precision.set_global_policy(args.mixed_precision)
-
-    def build_model():
-        if args.backbone_only:
-            model = BackboneTagger(args.backbone, num_classes, sample_rate,
-                                   backbone_kwargs=args.backbone_kwargs)
-        else:
-            model = GlatModel(args.backbone, num_classes, args.n_clips, args.tau, sample_rate,
-                              loss_mode=args.loss_mode, suppress_overlap=args.suppress_overlap,
-                              selection=args.selection, backbone_kwargs=args.backbone_kwargs)
-        model.build((None, crop or manifest["clip_samples"]))
-        if args.init:
-            print(load_init(model, args.init), flush=True)
-        return model
-
-    def train_data(context, seed):
-        return pipeline.train_dataset(args.train, args.batch_size, num_classes,
-                                      balanced=args.balanced, mixup_alpha=args.mixup,
-                                      crop_samples=crop, seed=seed, input_context=context)
-
-    def eval_data():
-        return pipeline.eval_dataset(args.eval, args.eval_batch_size, num_classes)
-
-    settings = LoopSettings(steps=args.steps, batch_size=args.batch_size,
-                            eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
-                            learning_rate=args.lr, amsgrad=args.amsgrad, jit_compile=args.jit,
-                            seed=args.seed, progress=args.progress)
-    trainer = Trainer(strategy, build_model, train_data, eval_data if args.eval else None,
-                      settings, args.out, resume=args.resume, labels_csv=labels_csv)
-    if trainer.start_step:
-        print(f"resumed {args.out} at step {trainer.start_step}", flush=True)
-    return trainer.run()
+    try:
+        return FitConfig(**args)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def main(argv=None) -> int:
@@ -180,9 +99,9 @@ def main(argv=None) -> int:
     if not argv:
         from train.demo import run_demo
         return run_demo()
-    args = parse_args(argv)
+    config = parse_args(argv)
     try:
-        result = train(args)
+        result = train(config)
     except (ValueError, FileNotFoundError) as exc:
         print(f"glat-fit: error: {exc}", file=sys.stderr)
         return 2
@@ -191,7 +110,7 @@ def main(argv=None) -> int:
     best = result["best"]
     if best and result["is_chief"]:
         print(f"best {best['stream']} mAP {best['mAP']:.4f} at step {best['step']} -> "
-              f"{os.path.join(args.out, 'best.keras')}", flush=True)
+              f"{os.path.join(config.out, 'best.keras')}", flush=True)
     return 0
 
 

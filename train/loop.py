@@ -62,22 +62,14 @@ def make_optimizer(settings: LoopSettings):
 
 
 def make_train_step(strategy, model, optimizer, settings: LoopSettings):
-    """One distributed training step on the next batch of `iterator`: global-mean losses."""
+    """One distributed training step on the next batch of `iterator`: global-mean losses.
+
+    Each replica runs the model's own `training_step` (the one model.fit runs too).
+    """
     batch = settings.batch_size
 
     def replica_step(waveform, labels):
-        with tf.GradientTape() as tape:
-            losses = model.stream_losses(model(waveform, training=True), labels)
-            # Sum over this replica's examples / GLOBAL batch: the all-reduced sum of the
-            # replicas' gradients is then the gradient of the global mean.
-            loss = tf.nn.compute_average_loss(losses["loss"], global_batch_size=batch)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            scaled = optimizer.scale_loss(loss)
-        variables = model.trainable_variables
-        optimizer.apply(tape.gradient(scaled, variables), variables)
-        return {k: tf.nn.compute_average_loss(v, global_batch_size=batch)
-                for k, v in losses.items()}
+        return model.training_step(optimizer, waveform, labels, batch)
 
     if settings.jit_compile:
         # XLA on the per-replica step only: a multi-device function cannot be compiled.
@@ -105,7 +97,7 @@ def _stop_agreement(strategy):
 
 
 class Trainer:
-    """Trains a model with `stream_losses` (GlatModel or BackboneTagger) under a tf.distribute strategy.
+    """Trains a TaggingModel (GlatModel or BackboneTagger) under a tf.distribute strategy.
 
     `build_model()` is called inside `strategy.scope()` and must return a built model;
     `train_data(input_context, seed)` returns the infinite (waveform, labels) dataset
@@ -119,9 +111,9 @@ class Trainer:
 
     def __init__(self, strategy, build_model: Callable, train_data: Callable,
                  eval_data: Callable | None, settings: LoopSettings, out_dir: str, *,
-                 resume: bool = False, labels_csv: str | None = None):
+                 resume: bool = False):
         self.strategy, self.settings, self.out_dir = strategy, settings, out_dir
-        self.train_data, self.eval_data, self.labels_csv = train_data, eval_data, labels_csv
+        self.train_data, self.eval_data = train_data, eval_data
         self.is_chief, _ = worker_role(strategy)
         with strategy.scope():
             self.model = build_model()
@@ -176,7 +168,7 @@ class Trainer:
         value = summary[stream]["mAP"]
         if self.best is None or (not math.isnan(value) and value > self.best["mAP"]):
             self.best = {"step": step, "stream": stream, "mAP": value, "summary": summary}
-            save_keras(self.model, os.path.join(self.out_dir, "best.keras"), self.labels_csv)
+            save_keras(self.model, os.path.join(self.out_dir, "best.keras"))
             with open(os.path.join(self.out_dir, "best.json"), "w", encoding="utf-8") as f:
                 json.dump(self.best, f, indent=1)
         return summary
@@ -228,6 +220,6 @@ class Trainer:
             self._log_line(f"stopped by signal {interrupted} at step {step}; checkpoint saved, "
                            "continue with --resume")
         elif self.is_chief:
-            save_keras(self.model, os.path.join(self.out_dir, "final.keras"), self.labels_csv)
+            save_keras(self.model, os.path.join(self.out_dir, "final.keras"))
         return {"step": step, "interrupted": interrupted, "best": self.best, "last": last,
                 "is_chief": self.is_chief}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from glat_tf.backbones.base import Backbone, ClipHead, scaled
+from glat_tf.backbones.base import Backbone, ClipHead, scaled, tuples
 from glat_tf.backbones.cnn import Cnn, ConvBlock
 from glat_tf.backbones.registry import register
 
@@ -71,6 +73,20 @@ class ScaConvBlock(ConvBlock):
                 "spatial_kernel": self.spatial_kernel, "temporal_kernel": self.temporal_kernel}
 
 
+@dataclasses.dataclass(frozen=True)
+class AtScaArch:
+    """AT-SCA settings: CNN10's channels and embedding, the attention's channel reduction,
+    and `width` scaling every channel count."""
+
+    channels: tuple = (64, 128, 256, 512)
+    embedding_size: int = 512
+    reduction: int = 16
+    width: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuples(self.channels))
+
+
 @register("atsca", channels=(64, 128, 256, 512), embedding_size=512)
 @register("atsca_tiny", channels=(64, 128, 256, 512), embedding_size=512, width=0.125)
 @keras.saving.register_keras_serializable(package="glat_tf")
@@ -91,21 +107,16 @@ class AtSca(Backbone):
         out["features"].shape, out["framewise_logits"].shape  # (1, 62, 512), (1, 62, 527)
     """
 
-    def __init__(self, num_classes=527, channels=(64, 128, 256, 512), embedding_size=512,
-                 reduction=16, width=1.0, **kwargs):
-        super().__init__(num_classes=num_classes, **kwargs)
-        self.channels = tuple(channels)
-        self.embedding_size = embedding_size
-        self.reduction = reduction
-        self.width = width
-        self.blocks = [ScaConvBlock(scaled(c, width), reduction=reduction,
-                                    name=f"conv_block{i + 1}") for i, c in enumerate(self.channels)]
-        self.head = ClipHead(scaled(embedding_size, width), num_classes, name="head")
+    Arch = AtScaArch
+    panns_arch = "cnn10"  # its CNN10 part
 
-    # The same trunk walk as CNN10: blocks in turn, then the mean over mel bins.
+    def __init__(self, num_classes=527, frontend=None, arch=None, **kwargs):
+        super().__init__(num_classes=num_classes, frontend=frontend, arch=arch, **kwargs)
+        a = self.arch
+        self.blocks = [ScaConvBlock(scaled(c, a.width), reduction=a.reduction,
+                                    name=f"conv_block{i + 1}") for i, c in enumerate(a.channels)]
+        self.head = ClipHead(scaled(a.embedding_size, a.width), num_classes, name="head")
+
+    # The same trunk walk and PANNs names as CNN10: blocks in turn, then the mean over mel bins.
     extract = Cnn.extract
-
-    def get_config(self):
-        return {**super().get_config(), "channels": self.channels,
-                "embedding_size": self.embedding_size, "reduction": self.reduction,
-                "width": self.width}
+    panns_layout = Cnn.panns_layout

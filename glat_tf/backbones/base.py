@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
+from glat_tf.config import PANNS_FRONTEND, FrontendConfig, arch_config
 from glat_tf.frontend import LogMel
 
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
@@ -19,6 +22,11 @@ def batch_norm(name=None, **kwargs):
 def scaled(channels: int, width: float) -> int:
     """Width multiplier for the small presets; never below 4 channels."""
     return max(4, int(round(channels * width)))
+
+
+def tuples(value):
+    """Nested lists (a config read back from JSON) -> nested tuples, hashable and comparable."""
+    return tuple(tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 @keras.saving.register_keras_serializable(package="glat_tf")
@@ -73,27 +81,37 @@ class Backbone(keras.Model):
     - `features` (batch, frames', channels): the frame-wise feature map
     - `embedding` (batch, embedding_size)
 
-    Subclasses build `self.head` and implement `extract(log_mel, training)`:
-    (batch, frames, mel_bins, 1) -> (batch, frames', channels).
-    Constructor arguments of the frontend are shared by every subclass.
+    Constructed from `num_classes`, a `frontend` (FrontendConfig, or a dict of overrides of
+    the family's `default_frontend`) and an `arch` record of the family's `Arch` dataclass
+    (or a dict of its fields); `preset` is only a label. Subclasses set `Arch`, build `self.head` from `self.arch` and
+    implement `extract(log_mel, training)`: (batch, frames, mel_bins, 1) -> (batch, frames',
+    channels). A family that PANNs also trained gives `panns_arch` and `panns_layout()`
+    (convert/panns.py maps checkpoints with them).
     """
 
-    def __init__(self, num_classes=527, sample_rate=32000, hop_length=320, n_mels=64, fmin=50.0,
-                 fmax=14000.0, spec_augment=True, **kwargs):
+    Arch = None  # the family's frozen dataclass of architecture settings
+    default_frontend = PANNS_FRONTEND
+    panns_arch = None  # the PANNs architecture whose checkpoints fit this backbone, if any
+
+    def __init__(self, num_classes=527, frontend=None, arch=None, preset=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got num_classes={num_classes!r}")
         self.num_classes = num_classes
-        self.sample_rate = sample_rate
-        self.hop_length = hop_length
-        self.n_mels = n_mels
-        self.fmin = fmin
-        self.fmax = fmax
-        self.spec_augment = spec_augment
+        self.preset = preset  # the registry name it was built from: a label for reports only
+        self.frontend_config = FrontendConfig.of(frontend, self.default_frontend)
+        self.arch = arch_config(self.Arch, arch, f"{type(self).__name__} arch")
         # The frontend stays float32 under mixed precision: log of float16 power underflows.
-        self.frontend = LogMel(sample_rate=sample_rate, hop_length=hop_length, n_mels=n_mels,
-                               fmin=fmin, fmax=fmax, spec_augment=spec_augment,
-                               dtype="float32", name="frontend")
+        self.frontend = LogMel(**self.frontend_config.to_dict(), dtype="float32",
+                               name="frontend")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.frontend_config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.frontend_config.hop_length
 
     def build(self, input_shape):
         # A concrete forward pass creates every variable (needed before loading weights).
@@ -104,15 +122,43 @@ class Backbone(keras.Model):
     def extract(self, log_mel, training=None):
         raise NotImplementedError
 
-    def call(self, waveform, training=None):
+    def features(self, waveform, training=None):
+        """(batch, samples) -> the frame-wise feature map (batch, frames', channels)."""
         x = self.frontend(waveform, training=training)  # (batch, frames, mel_bins)
-        features = self.extract(x[..., None], training=training)  # (batch, frames', channels)
+        return self.extract(x[..., None], training=training)
+
+    def call(self, waveform, training=None):
+        features = self.features(waveform, training=training)
         out = dict(self.head(features, training=training))
         out["features"] = features
         return out
 
+    def panns_layout(self) -> list:
+        """(PyTorch prefix, Keras layer, kind) of the trunk's weighted layers, for PANNs import."""
+        raise ValueError(f"no PANNs checkpoint exists for a {type(self).__name__} backbone")
+
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,
-                "sample_rate": self.sample_rate, "hop_length": self.hop_length,
-                "n_mels": self.n_mels, "fmin": self.fmin, "fmax": self.fmax,
-                "spec_augment": self.spec_augment}
+                "frontend": self.frontend_config.to_dict(),
+                "arch": dataclasses.asdict(self.arch), "preset": self.preset}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "arch" not in config:
+            # Files written before the typed configs held every setting as a flat key.
+            frontend = {k: config.pop(k) for k in list(config)
+                        if k in FrontendConfig.field_names()}
+            fields = {f.name for f in dataclasses.fields(cls.Arch)}
+            config["arch"] = {k: config.pop(k) for k in list(config) if k in fields}
+            config["frontend"] = frontend
+        return cls(**config)
+
+
+def conv_block_layout(blocks) -> list:
+    """PANNs `conv_block{i}.conv{j}` / `bn{j}` rows of (prefix, block) pairs."""
+    rows = []
+    for prefix, block in blocks:
+        for n, (conv, norm) in enumerate(zip(block.conv_layers, block.norms)):
+            rows += [(f"{prefix}.conv{n + 1}", conv, "conv"), (f"{prefix}.bn{n + 1}", norm, "bn")]
+    return rows

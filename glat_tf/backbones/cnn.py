@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from glat_tf.backbones.base import Backbone, ClipHead, batch_norm, scaled
+from glat_tf.backbones.base import (Backbone, ClipHead, batch_norm, conv_block_layout, scaled,
+                                    tuples)
 from glat_tf.backbones.registry import register
 
 
@@ -53,6 +56,27 @@ class ConvBlock(keras.layers.Layer):
                 "convs": self.convs, "pool": self.pool, "dropout": self.dropout}
 
 
+@dataclasses.dataclass(frozen=True)
+class CnnArch:
+    """CNN6/10/14 settings: channels per ConvBlock, kernel, convs per block, pool per block
+    (default (2, 2) each), embedding size, and `width` scaling every channel count."""
+
+    channels: tuple = (64, 128, 256, 512)
+    kernel_size: int = 3
+    convs_per_block: int = 2
+    pools: tuple | None = None
+    embedding_size: int = 512
+    width: float = 1.0
+
+    def __post_init__(self):
+        channels = tuples(self.channels)
+        pools = tuples(self.pools) if self.pools else ((2, 2),) * len(channels)
+        if len(pools) != len(channels):
+            raise ValueError(f"pools={pools} needs one entry per channel in {channels}")
+        object.__setattr__(self, "channels", channels)
+        object.__setattr__(self, "pools", pools)
+
+
 @register("cnn6", channels=(64, 128, 256, 512), kernel_size=5, convs_per_block=1,
           embedding_size=512)
 @register("cnn10", channels=(64, 128, 256, 512), embedding_size=512)
@@ -70,7 +94,7 @@ class Cnn(Backbone):
 
     Waveform (batch, samples) -> frame-wise features (batch, frames', channels[-1]),
     frames' = the STFT frames halved (floored) once per (2, 2) pool: 62 for 10 s in CNN10.
-    `width` scales every channel count and the embedding (the `_tiny` presets).
+    `arch.width` scales every channel count and the embedding (the `_tiny` presets).
 
     Example:
         net = glat_tf.backbones.build("cnn10", num_classes=527)
@@ -78,28 +102,26 @@ class Cnn(Backbone):
         out["clipwise_logits"].shape, out["features"].shape  # (1, 527), (1, 62, 512)
     """
 
-    def __init__(self, num_classes=527, channels=(64, 128, 256, 512), kernel_size=3,
-                 convs_per_block=2, pools=None, embedding_size=512, width=1.0, **kwargs):
-        super().__init__(num_classes=num_classes, **kwargs)
-        self.channels = tuple(channels)
-        self.kernel_size = kernel_size
-        self.convs_per_block = convs_per_block
-        self.pools = tuple(tuple(p) for p in (pools or ((2, 2),) * len(self.channels)))
-        if len(self.pools) != len(self.channels):
-            raise ValueError(f"pools={self.pools} needs one entry per channel in {self.channels}")
-        self.embedding_size = embedding_size
-        self.width = width
-        self.blocks = [ConvBlock(scaled(c, width), kernel_size, convs_per_block, pool,
+    Arch = CnnArch
+
+    def __init__(self, num_classes=527, frontend=None, arch=None, **kwargs):
+        super().__init__(num_classes=num_classes, frontend=frontend, arch=arch, **kwargs)
+        a = self.arch
+        self.blocks = [ConvBlock(scaled(c, a.width), a.kernel_size, a.convs_per_block, pool,
                                  name=f"conv_block{i + 1}")
-                       for i, (c, pool) in enumerate(zip(self.channels, self.pools))]
-        self.head = ClipHead(scaled(embedding_size, width), num_classes, name="head")
+                       for i, (c, pool) in enumerate(zip(a.channels, a.pools))]
+        self.head = ClipHead(scaled(a.embedding_size, a.width), num_classes, name="head")
+
+    @property
+    def panns_arch(self) -> str:
+        if len(self.arch.channels) == 6:
+            return "cnn14"
+        return "cnn6" if self.arch.convs_per_block == 1 else "cnn10"
+
+    def panns_layout(self) -> list:
+        return conv_block_layout((f"conv_block{i + 1}", b) for i, b in enumerate(self.blocks))
 
     def extract(self, x, training=None):
         for block in self.blocks:
             x = block(x, training=training)  # (batch, frames, mel_bins, channels)
         return tf.reduce_mean(x, axis=2)  # (batch, frames', channels)
-
-    def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "kernel_size": self.kernel_size,
-                "convs_per_block": self.convs_per_block, "pools": self.pools,
-                "embedding_size": self.embedding_size, "width": self.width}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -11,6 +13,21 @@ from glat_tf.backbones.registry import register
 # (output channels, stride) after the stem: PANNs MobileNetV1.
 V1_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
              (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class MobileNetArch:
+    """MobileNet settings: embedding size (fc1), V2's last 1x1 conv width (V1 ignores it),
+    and `width` scaling every channel count."""
+
+    embedding_size: int = 1024
+    last_channels: int = 1280
+    width: float = 1.0
+
+
+def _stem_rows(mobilenet):
+    # PANNs MobileNets: features.0 = Sequential(conv, avg pool, bn, relu).
+    return [("features.0.0", mobilenet.stem[0], "conv"), ("features.0.2", mobilenet.stem[2], "bn")]
 
 
 def _pool(stride):
@@ -33,10 +50,12 @@ class MobileNetV1(Backbone):
         net(tf.zeros([1, 320000]))["features"].shape  # (1, 31, 1024)
     """
 
-    def __init__(self, num_classes=527, embedding_size=1024, width=1.0, **kwargs):
-        super().__init__(num_classes=num_classes, **kwargs)
-        self.embedding_size = embedding_size
-        self.width = width
+    Arch = MobileNetArch
+    panns_arch = "mobilenetv1"
+
+    def __init__(self, num_classes=527, frontend=None, arch=None, **kwargs):
+        super().__init__(num_classes=num_classes, frontend=frontend, arch=arch, **kwargs)
+        width = self.arch.width
         self.stem = [keras.layers.Conv2D(scaled(32, width), 3, padding="same", use_bias=False,
                                          name="stem_conv"),
                      _pool(2), batch_norm("stem_bn"), keras.layers.ReLU()]
@@ -48,15 +67,21 @@ class MobileNetV1(Backbone):
                 keras.layers.Conv2D(scaled(channels, width), 1, use_bias=False, name=f"pw{i}"),
                 batch_norm(f"pw{i}_bn"), keras.layers.ReLU(),
             ]
-        self.head = ClipHead(scaled(embedding_size, width), num_classes, name="head")
+        self.head = ClipHead(scaled(self.arch.embedding_size, width), num_classes, name="head")
+
+    def panns_layout(self) -> list:
+        rows = _stem_rows(self)
+        for i in range(len(self.body) // 7):  # dw, pool, bn, relu, pw, bn, relu
+            dw, _, dw_bn, _, pw, pw_bn, _ = self.body[7 * i:7 * i + 7]
+            rows += [(f"features.{i + 1}.0", dw, "depthwise"),
+                     (f"features.{i + 1}.2", dw_bn, "bn"),
+                     (f"features.{i + 1}.4", pw, "conv"), (f"features.{i + 1}.5", pw_bn, "bn")]
+        return rows
 
     def extract(self, x, training=None):
         for layer in self.stem + self.body:
             x = layer(x, training=training)  # (batch, frames, mel_bins, channels)
         return tf.reduce_mean(x, axis=2)  # (batch, frames', channels)
-
-    def get_config(self):
-        return {**super().get_config(), "embedding_size": self.embedding_size, "width": self.width}
 
 
 # (expansion t, channels c, repeats n, stride s of the first): PANNs MobileNetV2, whose 96-channel
@@ -128,12 +153,12 @@ class MobileNetV2(Backbone):
         net(tf.zeros([1, 320000]))["features"].shape  # (1, 31, 1280)
     """
 
-    def __init__(self, num_classes=527, embedding_size=1024, last_channels=1280, width=1.0,
-                 **kwargs):
-        super().__init__(num_classes=num_classes, **kwargs)
-        self.embedding_size = embedding_size
-        self.last_channels = last_channels
-        self.width = width
+    Arch = MobileNetArch
+    panns_arch = "mobilenetv2"
+
+    def __init__(self, num_classes=527, frontend=None, arch=None, **kwargs):
+        super().__init__(num_classes=num_classes, frontend=frontend, arch=arch, **kwargs)
+        width = self.arch.width
         channels = scaled(32, width)
         self.stem = [keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
                                          name="stem_conv"),
@@ -144,16 +169,29 @@ class MobileNetV2(Backbone):
                 self.blocks.append(InvertedResidual(channels, scaled(c, width), s if i == 0 else 1,
                                                     t, name=f"block{len(self.blocks) + 1}"))
                 channels = scaled(c, width)
-        self.last = [keras.layers.Conv2D(scaled(last_channels, width), 1, use_bias=False,
-                                         name="last_conv"),
+        self.last = [keras.layers.Conv2D(scaled(self.arch.last_channels, width), 1,
+                                         use_bias=False, name="last_conv"),
                      batch_norm("last_bn"), keras.layers.ReLU(6.0)]
-        self.head = ClipHead(scaled(embedding_size, width), num_classes, dropout=0.0, name="head")
+        self.head = ClipHead(scaled(self.arch.embedding_size, width), num_classes, dropout=0.0,
+                             name="head")
+
+    def panns_layout(self) -> list:
+        rows = _stem_rows(self)
+        for i, block in enumerate(self.blocks):
+            prefix = f"features.{i + 1}.conv"
+            first = 0
+            if block.expand is not None:
+                rows += [(f"{prefix}.0", block.expand, "conv"),
+                         (f"{prefix}.1", block.expand_bn, "bn")]
+                first = 3
+            rows += [(f"{prefix}.{first}", block.depthwise, "depthwise"),
+                     (f"{prefix}.{first + 2}", block.depthwise_bn, "bn"),
+                     (f"{prefix}.{first + 4}", block.project, "conv"),
+                     (f"{prefix}.{first + 5}", block.project_bn, "bn")]
+        last = f"features.{len(self.blocks) + 1}"
+        return rows + [(f"{last}.0", self.last[0], "conv"), (f"{last}.1", self.last[1], "bn")]
 
     def extract(self, x, training=None):
         for layer in self.stem + self.blocks + self.last:
             x = layer(x, training=training)  # (batch, frames, mel_bins, channels)
         return tf.reduce_mean(x, axis=2)  # (batch, frames', channels)
-
-    def get_config(self):
-        return {**super().get_config(), "embedding_size": self.embedding_size,
-                "last_channels": self.last_channels, "width": self.width}

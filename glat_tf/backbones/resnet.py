@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from glat_tf.backbones.base import Backbone, ClipHead, batch_norm, scaled
+from glat_tf.backbones.base import (Backbone, ClipHead, batch_norm, conv_block_layout, scaled,
+                                    tuples)
 from glat_tf.backbones.cnn import ConvBlock
 from glat_tf.backbones.registry import register
 
@@ -98,6 +101,25 @@ class Bottleneck(BasicBlock):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
+@dataclasses.dataclass(frozen=True)
+class ResNetArch:
+    """ResNet settings: "basic" or "bottleneck" blocks, blocks per stage, embedding size,
+    and `width` scaling every channel count."""
+
+    block: str = "basic"
+    stage_blocks: tuple = (3, 4, 6, 3)
+    embedding_size: int = 2048
+    width: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "stage_blocks", tuples(self.stage_blocks))
+        if self.block not in ("basic", "bottleneck"):
+            raise ValueError(f"block must be 'basic' or 'bottleneck', got block={self.block!r}")
+        if len(self.stage_blocks) != len(STAGE_CHANNELS):
+            raise ValueError(f"stage_blocks={self.stage_blocks} needs one block count per stage "
+                             f"({len(STAGE_CHANNELS)} stages)")
+
+
 @register("resnet22", block="basic", stage_blocks=(2, 2, 2, 2))
 @register("resnet38", block="basic", stage_blocks=(3, 4, 6, 3))
 @register("resnet54", block="bottleneck", stage_blocks=(3, 4, 6, 3))
@@ -106,7 +128,7 @@ BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 class ResNet(Backbone):
     """PANNs ResNets: ConvBlock(64) -> residual stages -> avg pool -> ConvBlock(2048) -> head.
 
-    `block` is "basic" (ResNet22 [2,2,2,2], ResNet38 [3,4,6,3]) or "bottleneck"
+    `arch.block` is "basic" (ResNet22 [2,2,2,2], ResNet38 [3,4,6,3]) or "bottleneck"
     (ResNet54 [3,4,6,3]); stages have 64/128/256/512 planes at strides 1/2/2/2.
     Waveform (batch, samples) -> features (batch, frames', 2048 * width), frames' = 31 for 10 s.
 
@@ -116,23 +138,16 @@ class ResNet(Backbone):
         out["features"].shape, out["clipwise_logits"].shape  # (1, 31, 2048), (1, 527)
     """
 
-    def __init__(self, num_classes=527, block="basic", stage_blocks=(3, 4, 6, 3),
-                 embedding_size=2048, width=1.0, **kwargs):
-        super().__init__(num_classes=num_classes, **kwargs)
-        if block not in BLOCKS:
-            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got block={block!r}")
-        if len(stage_blocks) != len(STAGE_CHANNELS):
-            raise ValueError(f"stage_blocks={stage_blocks} needs one block count per stage "
-                             f"({len(STAGE_CHANNELS)} stages)")
-        self.block = block
-        self.stage_blocks = tuple(stage_blocks)
-        self.embedding_size = embedding_size
-        self.width = width
-        block_cls = BLOCKS[block]
+    Arch = ResNetArch
+
+    def __init__(self, num_classes=527, frontend=None, arch=None, **kwargs):
+        super().__init__(num_classes=num_classes, frontend=frontend, arch=arch, **kwargs)
+        width = self.arch.width
+        block_cls = BLOCKS[self.arch.block]
         self.conv_block1 = ConvBlock(scaled(64, width), pool=(2, 2), name="conv_block1")
         self.stages = []
         in_channels = scaled(64, width)
-        stages = zip(STAGE_CHANNELS, stage_blocks, STAGE_STRIDES)
+        stages = zip(STAGE_CHANNELS, self.arch.stage_blocks, STAGE_STRIDES)
         for s, (planes, count, stride) in enumerate(stages):
             planes = scaled(planes, width)
             stage = []
@@ -147,7 +162,27 @@ class ResNet(Backbone):
         self.drop = keras.layers.Dropout(0.2)
         self.conv_block_after1 = ConvBlock(scaled(2048, width), pool=(1, 1),
                                            name="conv_block_after1")
-        self.head = ClipHead(scaled(embedding_size, width), num_classes, name="head")
+        self.head = ClipHead(scaled(self.arch.embedding_size, width), num_classes, name="head")
+
+    @property
+    def panns_arch(self) -> str:
+        if self.arch.block == "bottleneck":
+            return "resnet54"
+        return "resnet22" if self.arch.stage_blocks == (2, 2, 2, 2) else "resnet38"
+
+    def panns_layout(self) -> list:
+        rows = conv_block_layout([("conv_block1", self.conv_block1)])
+        for s, stage in enumerate(self.stages):
+            for j, block in enumerate(stage):
+                prefix = f"resnet.layer{s + 1}.{j}"
+                for n, (conv, norm) in enumerate(zip(block.convs, block.norms)):
+                    rows += [(f"{prefix}.conv{n + 1}", conv, "conv"),
+                             (f"{prefix}.bn{n + 1}", norm, "bn")]
+                if block.downsample:  # PANNs: Sequential([AvgPool,] conv, bn)
+                    first = 1 if block.stride == 2 else 0
+                    rows += [(f"{prefix}.downsample.{first}", block.shortcut_conv, "conv"),
+                             (f"{prefix}.downsample.{first + 1}", block.shortcut_bn, "bn")]
+        return rows + conv_block_layout([("conv_block_after1", self.conv_block_after1)])
 
     def extract(self, x, training=None):
         x = self.conv_block1(x, training=training)  # (batch, frames/2, mel_bins/2, 64)
@@ -157,7 +192,3 @@ class ResNet(Backbone):
         x = self.drop(self.pool(x), training=training)  # (batch, frames/32, mel_bins/32, C)
         x = self.conv_block_after1(x, training=training)  # (batch, frames/32, mel_bins/32, 2048)
         return tf.reduce_mean(x, axis=2)  # (batch, frames', 2048)
-
-    def get_config(self):
-        return {**super().get_config(), "block": self.block, "stage_blocks": self.stage_blocks,
-                "embedding_size": self.embedding_size, "width": self.width}

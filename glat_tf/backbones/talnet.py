@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from glat_tf.backbones.base import Backbone, batch_norm, scaled
+from glat_tf.backbones.base import Backbone, batch_norm, scaled, tuples
 from glat_tf.backbones.registry import register
+from glat_tf.config import TALNET_FRONTEND
 
 PROB_FLOOR = 1e-7  # TALNet clamps frame probabilities to [1e-7, 1 - 1e-7]
 TALNET_CHANNELS = (32, 32, 64, 64, 128, 128, 256, 256, 512, 512)
@@ -55,6 +58,25 @@ class LinearSoftmaxHead(keras.layers.Layer):
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
+@dataclasses.dataclass(frozen=True)
+class TalnetArch:
+    """TALNet settings: conv channels, pools (one after every len(channels)/len(pools) convs),
+    GRU units a direction, `width` scaling every channel count, `unroll_gru` for LiteRT."""
+
+    channels: tuple = TALNET_CHANNELS
+    pools: tuple = TALNET_POOLS
+    gru_units: int = 512
+    width: float = 1.0
+    unroll_gru: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuples(self.channels))
+        object.__setattr__(self, "pools", tuples(self.pools))
+        if len(self.channels) % len(self.pools):
+            raise ValueError(f"{len(self.channels)} convs cannot be split evenly among "
+                             f"{len(self.pools)} pools")
+
+
 @register("talnet")
 @register("talnet_tiny", width=0.125)
 @keras.saving.register_keras_serializable(package="glat_tf")
@@ -79,17 +101,13 @@ class TALNet(Backbone):
         out["framewise_logits"].shape, out["clipwise_logits"].shape  # (1, 100, 527), (1, 527)
     """
 
-    def __init__(self, num_classes=527, channels=TALNET_CHANNELS, pools=TALNET_POOLS,
-                 gru_units=512, width=1.0, unroll_gru=False, hop_length=800, **kwargs):
-        super().__init__(num_classes=num_classes, hop_length=hop_length, **kwargs)
-        if len(channels) % len(pools):
-            raise ValueError(f"{len(channels)} convs cannot be split evenly among "
-                             f"{len(pools)} pools")
-        self.channels = tuple(channels)
-        self.pools = tuple(tuple(p) for p in pools)
-        self.gru_units = gru_units
-        self.width = width
-        self.unroll_gru = unroll_gru
+    Arch = TalnetArch
+    default_frontend = TALNET_FRONTEND
+
+    def __init__(self, num_classes=527, frontend=None, arch=None, **kwargs):
+        super().__init__(num_classes=num_classes, frontend=frontend, arch=arch, **kwargs)
+        a = self.arch
+        self.channels, self.pools, width = a.channels, a.pools, a.width
         # Before bn0 is built, so it never creates gamma/beta (see the class docstring).
         self.frontend.bn0.center = self.frontend.bn0.scale = False
         every = len(self.channels) // len(self.pools)
@@ -100,8 +118,8 @@ class TALNet(Backbone):
                       for i, c in enumerate(self.channels)]
         self.norms = [batch_norm(f"bn{i + 1}") for i in range(len(self.channels))]
         self.pool_layers = [keras.layers.MaxPooling2D(p) for p in self.pools]
-        gru = keras.layers.GRU(scaled(gru_units, width), return_sequences=True, reset_after=True,
-                               unroll=unroll_gru, name="gru")
+        gru = keras.layers.GRU(scaled(a.gru_units, width), return_sequences=True,
+                               reset_after=True, unroll=a.unroll_gru, name="gru")
         self.gru = keras.layers.Bidirectional(gru, name="bigru")
         self.head = LinearSoftmaxHead(num_classes, name="head")
 
@@ -116,13 +134,15 @@ class TALNet(Backbone):
         x = tf.reshape(x, [tf.shape(x)[0], tf.shape(x)[1], channels * bins])
         return self.gru(x, training=training)  # (batch, frames', 2 * gru_units)
 
+    @property
+    def unroll_gru(self) -> bool:
+        return self.arch.unroll_gru
+
     def with_unrolled_gru(self) -> "TALNet":
         """A copy computing the same function with an unrolled GRU (LiteRT builtins only)."""
-        clone = self.__class__.from_config({**self.get_config(), "unroll_gru": True})
+        config = self.get_config()
+        config["arch"] = {**config["arch"], "unroll_gru": True}
+        clone = self.__class__.from_config(config)
         clone.build((None, self.sample_rate))
         clone.set_weights(self.get_weights())
         return clone
-
-    def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "pools": self.pools,
-                "gru_units": self.gru_units, "width": self.width, "unroll_gru": self.unroll_gru}

@@ -87,75 +87,16 @@ def detect_arch(state_dict) -> str | None:
 
 def expected_arch(backbone) -> str:
     """The PANNs architecture whose checkpoint fits `backbone` (AT-SCA: its CNN10 part)."""
-    from glat_tf.backbones import atsca, cnn, mobilenet, resnet
-    if isinstance(backbone, atsca.AtSca):
-        return "cnn10"
-    if isinstance(backbone, cnn.Cnn):
-        return ("cnn14" if len(backbone.channels) == 6
-                else "cnn6" if backbone.convs_per_block == 1 else "cnn10")
-    if isinstance(backbone, mobilenet.MobileNetV2):
-        return "mobilenetv2"
-    if isinstance(backbone, mobilenet.MobileNetV1):
-        return "mobilenetv1"
-    if isinstance(backbone, resnet.ResNet):
-        if backbone.block == "bottleneck":
-            return "resnet54"
-        return "resnet22" if backbone.stage_blocks == (2, 2, 2, 2) else "resnet38"
-    raise ValueError(f"no PANNs checkpoint exists for a {type(backbone).__name__} backbone")
-
-
-def _stem_rows(mobilenet):
-    # PANNs MobileNets: features.0 = Sequential(conv, avg pool, bn, relu).
-    return [("features.0.0", mobilenet.stem[0], "conv"), ("features.0.2", mobilenet.stem[2], "bn")]
+    if backbone.panns_arch is None:
+        raise ValueError(f"no PANNs checkpoint exists for a {type(backbone).__name__} backbone")
+    return backbone.panns_arch
 
 
 def _layout(backbone):
-    """(PyTorch prefix, Keras layer, kind) for every weighted layer PANNs also has."""
-    from glat_tf.backbones import mobilenet, resnet
-    rows = [("bn0", backbone.frontend.bn0, "bn")]
-    if isinstance(backbone, resnet.ResNet):
-        blocks = [("conv_block1", backbone.conv_block1)]
-        for s, stage in enumerate(backbone.stages):
-            for j, block in enumerate(stage):
-                prefix = f"resnet.layer{s + 1}.{j}"
-                for n, (conv, norm) in enumerate(zip(block.convs, block.norms)):
-                    rows += [(f"{prefix}.conv{n + 1}", conv, "conv"),
-                             (f"{prefix}.bn{n + 1}", norm, "bn")]
-                if block.downsample:  # PANNs: Sequential([AvgPool,] conv, bn)
-                    first = 1 if block.stride == 2 else 0
-                    rows += [(f"{prefix}.downsample.{first}", block.shortcut_conv, "conv"),
-                             (f"{prefix}.downsample.{first + 1}", block.shortcut_bn, "bn")]
-        blocks.append(("conv_block_after1", backbone.conv_block_after1))
-    elif isinstance(backbone, mobilenet.MobileNetV2):
-        blocks = []
-        rows += _stem_rows(backbone)
-        for i, block in enumerate(backbone.blocks):
-            prefix = f"features.{i + 1}.conv"
-            first = 0
-            if block.expand is not None:
-                rows += [(f"{prefix}.0", block.expand, "conv"),
-                         (f"{prefix}.1", block.expand_bn, "bn")]
-                first = 3
-            rows += [(f"{prefix}.{first}", block.depthwise, "depthwise"),
-                     (f"{prefix}.{first + 2}", block.depthwise_bn, "bn"),
-                     (f"{prefix}.{first + 4}", block.project, "conv"),
-                     (f"{prefix}.{first + 5}", block.project_bn, "bn")]
-        last = f"features.{len(backbone.blocks) + 1}"
-        rows += [(f"{last}.0", backbone.last[0], "conv"), (f"{last}.1", backbone.last[1], "bn")]
-    elif isinstance(backbone, mobilenet.MobileNetV1):
-        blocks = []
-        rows += _stem_rows(backbone)
-        for i in range(len(backbone.body) // 7):  # dw, pool, bn, relu, pw, bn, relu
-            dw, _, dw_bn, _, pw, pw_bn, _ = backbone.body[7 * i:7 * i + 7]
-            rows += [(f"features.{i + 1}.0", dw, "depthwise"),
-                     (f"features.{i + 1}.2", dw_bn, "bn"),
-                     (f"features.{i + 1}.4", pw, "conv"), (f"features.{i + 1}.5", pw_bn, "bn")]
-    else:  # Cnn and AtSca: conv_block{i}.conv{j} / bn{j}
-        blocks = [(f"conv_block{i + 1}", block) for i, block in enumerate(backbone.blocks)]
-    for prefix, block in blocks:
-        for n, (conv, norm) in enumerate(zip(block.conv_layers, block.norms)):
-            rows += [(f"{prefix}.conv{n + 1}", conv, "conv"), (f"{prefix}.bn{n + 1}", norm, "bn")]
-    return rows + [("fc1", backbone.head.fc1, "dense"), ("fc_audioset", backbone.head.fc, "dense")]
+    """(PyTorch prefix, Keras layer, kind) for every weighted layer PANNs also has: bn0, the
+    family's own trunk layout (beside each family in glat_tf/backbones/), the head."""
+    return [("bn0", backbone.frontend.bn0, "bn"), *backbone.panns_layout(),
+            ("fc1", backbone.head.fc1, "dense"), ("fc_audioset", backbone.head.fc, "dense")]
 
 
 def _targets(backbone):

@@ -110,7 +110,12 @@ class SelectClips(keras.layers.Layer):
         crops = tf.gather(tf.reshape(waveform, [-1]), index)  # (batch, N, window)
         return crops, starts, classes
 
-    def compute_output_shape(self, waveform_shape, scores_shape, activations_shape):
+    def build(self, waveform_shape, scores_shape=None, activations_shape=None):
+        # Named as call's inputs: Keras hands these names back to compute_output_shape
+        # (model.summary() failed with the default single `input_shape`).
+        self.built = True
+
+    def compute_output_shape(self, waveform_shape, scores_shape=None, activations_shape=None):
         batch = waveform_shape[0]
         return ((batch, self.n_clips, self.window), (batch, self.n_clips),
                 (batch, self.n_clips))

@@ -1,0 +1,62 @@
+"""Saved models: files of the previous format load, backbones are saved as objects (no preset
+table needed), and `import glat_tf` is all keras.saving.load_model needs."""
+
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import glat_tf
+import glat_tf.backbones
+from glat_tf.backbones import registry
+
+LEGACY = pathlib.Path(__file__).parent / "data" / "legacy"
+
+
+def test_files_written_before_the_typed_configs_still_load():
+    """tests/data/legacy/*_v0.keras were written by the code of commit f599c33 (preset name +
+    backbone_kwargs in the config); they load and give the outputs saved beside them."""
+    saved = np.load(LEGACY / "outputs_v0.npz")
+    glat = keras.saving.load_model(LEGACY / "glat_cnn6_tiny_v0.keras")
+    assert isinstance(glat, glat_tf.GlatModel)
+    assert glat.global_backbone.frontend_config.hop_length == 640
+    out = glat(saved["waveform"], training=False)
+    for key in ("global", "local", "fused", "framewise", "clip_starts", "selected_classes"):
+        np.testing.assert_array_equal(np.asarray(out[key]), saved[f"glat_{key}"], err_msg=key)
+    baseline = keras.saving.load_model(LEGACY / "baseline_cnn6_tiny_v0.keras")
+    np.testing.assert_array_equal(np.asarray(baseline(saved["waveform"])["global"]),
+                                  saved["baseline_global"])
+
+
+def test_a_saved_model_loads_without_the_preset_table(tmp_path, monkeypatch):
+    model = glat_tf.GlatModel.from_preset("mobilenetv2_tiny", num_classes=4, n_clips=2, tau=0.5)
+    wave = np.random.default_rng(0).normal(0, 0.1, (1, 32000)).astype(np.float32)
+    expected = model(wave)["fused"]
+    model.save(tmp_path / "m.keras")
+    monkeypatch.setattr(registry, "_PRESETS", {})  # a preset renamed or removed since
+    with pytest.raises(ValueError, match="unknown backbone"):
+        registry.build("mobilenetv2_tiny")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded(wave)["fused"], expected)
+
+
+@pytest.mark.slow
+def test_import_glat_tf_is_enough_to_load_every_kind_of_file(tmp_path):
+    wave = np.zeros((1, 32000), np.float32)
+    glat = glat_tf.GlatModel("cnn6_tiny", num_classes=3, n_clips=1, tau=0.5)
+    baseline = glat_tf.BackboneTagger("cnn6_tiny", num_classes=3)
+    backbone = glat_tf.backbones.build("talnet_tiny", num_classes=3)
+    for name, model in (("glat", glat), ("baseline", baseline), ("backbone", backbone)):
+        model(wave)
+        model.save(tmp_path / f"{name}.keras")
+    script = ("import sys, keras, glat_tf\n"
+              "for path in sys.argv[1:]:\n"
+              "    print(type(keras.saving.load_model(path)).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", script,
+                           *[str(tmp_path / f"{n}.keras") for n in ("glat", "baseline", "backbone")]],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["GlatModel", "BackboneTagger", "TALNet"]
