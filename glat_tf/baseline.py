@@ -5,9 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from glat_tf import backbones
 from glat_tf.base_model import TaggingModel, binary_crossentropy
-from glat_tf.model import as_backbone
+from glat_tf.model import global_stream
 
 
 @keras.saving.register_keras_serializable(package="glat_tf")
@@ -31,20 +30,9 @@ class BackboneTagger(TaggingModel):
     def __init__(self, backbone="cnn10", num_classes=None, sample_rate=None, backbone_kwargs=None,
                  class_names=(), class_mids=(), **kwargs):
         super().__init__(class_names=class_names, class_mids=class_mids, **kwargs)
-        if isinstance(backbone, str):
-            frontend = {} if sample_rate is None else {"sample_rate": sample_rate}
-            # Named like GlatModel's global stream so weights move between the two by name.
-            self.global_backbone = backbones.build(
-                backbone, num_classes=527 if num_classes is None else num_classes,
-                frontend=frontend, name="global_stream", **dict(backbone_kwargs or {}))
-        else:
-            self.global_backbone = as_backbone(backbone, "backbone")
+        self.global_backbone = global_stream(backbone, num_classes, sample_rate, backbone_kwargs)
         self.num_classes = self.global_backbone.num_classes
         self.sample_rate = self.global_backbone.sample_rate
-        for what, given, actual in (("num_classes", num_classes, self.num_classes),
-                                    ("sample_rate", sample_rate, self.sample_rate)):
-            if given is not None and given != actual:
-                raise ValueError(f"{what}={given} but the backbone has {actual}")
         self.check_labels()
 
     def build(self, input_shape):

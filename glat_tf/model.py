@@ -35,6 +35,23 @@ def as_backbone(value, name: str):
     return value
 
 
+def global_stream(backbone, num_classes=None, sample_rate=None, backbone_kwargs=None) -> Backbone:
+    """The global stream: preset `backbone` built with these settings (named `global_stream`,
+    so weights move between GlatModel and the baseline by name), or a given Backbone, whose
+    class count and rate must then agree with any that are given."""
+    if isinstance(backbone, str):
+        frontend = {} if sample_rate is None else {"sample_rate": sample_rate}
+        return backbones.build(backbone, num_classes=527 if num_classes is None else num_classes,
+                               frontend=frontend, name="global_stream",
+                               **dict(backbone_kwargs or {}))
+    backbone = as_backbone(backbone, "backbone")
+    for what, given, actual in (("num_classes", num_classes, backbone.num_classes),
+                                ("sample_rate", sample_rate, backbone.sample_rate)):
+        if given is not None and given != actual:
+            raise ValueError(f"{what}={given} but the backbone has {actual}")
+    return backbone
+
+
 def clone_backbone(backbone: Backbone, name: str) -> Backbone:
     """The same architecture with fresh weights (the local stream has its own)."""
     return type(backbone).from_config({**backbone.get_config(), "name": name})
@@ -72,22 +89,12 @@ class GlatModel(TaggingModel):
         super().__init__(class_names=class_names, class_mids=class_mids, **kwargs)
         if loss_mode not in LOSS_MODES:
             raise ValueError(f"loss_mode must be one of {LOSS_MODES}, got loss_mode={loss_mode!r}")
-        if isinstance(backbone, str):
-            frontend = {} if sample_rate is None else {"sample_rate": sample_rate}
-            self.global_backbone = backbones.build(
-                backbone, num_classes=527 if num_classes is None else num_classes,
-                frontend=frontend, name="global_stream", **dict(backbone_kwargs or {}))
-        else:
-            self.global_backbone = as_backbone(backbone, "backbone")
+        self.global_backbone = global_stream(backbone, num_classes, sample_rate, backbone_kwargs)
         self.local_backbone = (clone_backbone(self.global_backbone, "local_stream")
                                if local_backbone is None
                                else as_backbone(local_backbone, "local_backbone"))
         self.num_classes = self.global_backbone.num_classes
         self.sample_rate = self.global_backbone.sample_rate
-        for what, given, actual in (("num_classes", num_classes, self.num_classes),
-                                    ("sample_rate", sample_rate, self.sample_rate)):
-            if given is not None and given != actual:
-                raise ValueError(f"{what}={given} but the backbone has {actual}")
         if (self.local_backbone.num_classes, self.local_backbone.sample_rate) != (
                 self.num_classes, self.sample_rate):
             raise ValueError("the local backbone must have the global one's classes and rate")
