@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 # BackboneTagger, the backbones and their layers): `import glat_tf` is enough for
 # keras.saving.load_model.
 from glat_tf.baseline import BackboneTagger  # noqa: E402
+from glat_tf.config import FrontendConfig  # noqa: E402
 from glat_tf.model import GlatModel  # noqa: E402
 
-__all__ = ["BackboneTagger", "GlatModel", "__version__"]
+__all__ = ["BackboneTagger", "FrontendConfig", "GlatModel", "__version__"]
