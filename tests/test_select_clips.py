@@ -177,22 +177,22 @@ def test_reference_suppression_zeroes_the_clamped_edge():
 
 
 def test_reference_window_ending_at_the_clip_end_counts_as_clamped():
-    # 8 s = 256000 samples over 64 frames (4000 each), window 64000 = 16 frames, o = 4.
-    # Peak 55: centre 222000, start 190000, end 254000 < 256000, not clamped: [51, 59) zeroed.
-    # Peak 56: centre 226000, end 258000: clamped, the last 8 frames [56, 64) are zeroed.
-    samples, frames, window = 256000, 64, 64000
+    # 8 s = 256000 samples over 64 frames (4000 each), window 68000 = 17 frames, o = 4.
+    # Peak 54: centre 218000, window [184000, 252000), inside: [50, 58) is zeroed.
+    # Peak 55: centre 222000, window [188000, 256000) ends exactly at the clip's end, which
+    # the authors' test (index_r >= duration_all) counts as clamped: [56, 64) is zeroed.
+    samples, frames, window = 256000, 64, 68000
     wave = np.zeros((2, samples), np.float32)
     scores = np.array([[0.9, 0.8, 0.1]] * 2, np.float32)
     acts = np.full((2, frames, 3), 0.05, np.float32)
-    acts[0, 55, 0] = acts[1, 56, 0] = 0.9
-    acts[:, 52, 1] = 0.8  # zeroed around 55, kept by the edge rule
+    acts[0, 54, 0] = acts[1, 55, 0] = 0.9
+    acts[:, 52, 1] = 0.8  # zeroed around 54, kept by the edge rule
     acts[:, 10, 1] = 0.3
-    select = SelectClips(n_clips=2, tau=2.0, sample_rate=32000, suppress_overlap="reference")
+    select = SelectClips(n_clips=2, tau=2.125, sample_rate=32000, suppress_overlap="reference")
     starts = select(wave, scores, acts)[1].numpy()
+    assert starts.tolist() == [[184000, 8000], [188000, 176000]]
     expected = authors_region_select(acts, np.array([[0, 1]] * 2), samples, window)
     assert starts.tolist() == expected.tolist()
-    centre = lambda f: int((f + 0.5) * 4000 - window / 2)  # noqa: E731
-    assert starts.tolist() == [[centre(55), centre(10)], [samples - window, centre(52)]]
 
 
 def test_reference_with_no_reach_zeroes_the_whole_map_at_the_end():
