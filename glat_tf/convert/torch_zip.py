@@ -168,8 +168,9 @@ def load_torch_file(path, max_bytes: int = DEFAULT_MAX_BYTES) -> object:
         except CheckpointError as error:
             raise type(error)(_one_line(f"{path}: {error}")) from error
         except _MALFORMED as error:
+            detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             raise CheckpointError(_one_line(f"{path}: not a readable PyTorch checkpoint "
-                                            f"({type(error).__name__}: {error})")) from error
+                                            f"({detail})")) from error
 
 
 def _one_line(text: str) -> str:
