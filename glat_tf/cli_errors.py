@@ -7,7 +7,7 @@ nothing else):
     def main(argv=None) -> int: ...
 
 Standard library only, so the data tools stay free of TensorFlow. edge_runtime, which may
-import nothing of glat_tf, keeps a copy of this file (edge_runtime/cli_errors.py).
+import nothing of glat_tf, keeps a copy of this file (edge_runtime/cli_errors.py): change both.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import functools
 import sys
 
 # What bad paths, files and values raise; anything else is named by its type as well.
-EXPECTED = (ValueError, OSError)
+EXPECTED = (ValueError, OSError, RuntimeError)
 
 
 def describe_error(error: BaseException) -> str:

@@ -30,6 +30,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
+from glat_tf.cli_errors import one_line_errors
 from glat_tf.data.labels import LabelMap, audioset_labels_csv, read_list_csv, read_segments_csv
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")  # preference order when several exist
@@ -391,8 +392,9 @@ def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: s
     return dict(book.summary(), shards_written=written, shards_kept=len(plan) - written)
 
 
+@one_line_errors("glat-ingest")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="glat-ingest", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--segments", help="AudioSet segments CSV (three '#' header lines)")
     source.add_argument("--list", help="CSV of path,labels (labels by MID or display name)")
@@ -411,13 +413,10 @@ def main(argv=None) -> int:
         parser.error("--sample-rate, --clip-seconds, --shard-size and --workers must be positive")
     split = args.split or Path(args.segments or args.list).stem.removesuffix("_segments")
     settings = Settings(args.sample_rate, args.clip_seconds, args.shard_size, args.gzip)
-    try:
-        summary = ingest(out=args.out, split=split, segments_csv=args.segments,
-                         list_csv=args.list, labels_csv=args.labels, audio_dir=args.audio_dir,
-                         workers=args.workers, settings=settings)
-    except (ValueError, OSError) as exc:  # bad label CSV, unreadable list, mismatched out dir
-        print(f"glat-ingest: error: {exc}", file=sys.stderr)
-        return 2
+    # Bad label CSV, unreadable list, mismatched out dir: one line from one_line_errors.
+    summary = ingest(out=args.out, split=split, segments_csv=args.segments,
+                     list_csv=args.list, labels_csv=args.labels, audio_dir=args.audio_dir,
+                     workers=args.workers, settings=settings)
     print(f"{split}: {summary['num_clips']} clips in {summary['num_shards']} shards "
           f"({summary['shards_written']} written, {summary['shards_kept']} kept) -> {args.out}")
     for reason, n in sorted(summary["rejects"].items()):
