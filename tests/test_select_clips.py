@@ -116,9 +116,8 @@ def test_static_shapes_and_bad_input():
             SelectClips(**bad)
 
 
-def test_converts_to_litert_builtins_with_same_outputs():
-    select = SelectClips(n_clips=3, tau=2.0, sample_rate=RATE)
-    wave, scores, acts = scene(10, [(0, 10, 0.9), (1, 12, 0.8), (5, 60, 0.7)])
+def assert_litert_gives_the_same(select, wave, scores, acts):
+    """`select` converts to LiteRT builtins only, and the flatbuffer's outputs equal its own."""
     expected = [t.numpy() for t in select(wave, scores, acts)]
     flatbuffer = convert(lambda w, s, a: dict(zip(("crops", "starts", "classes"), select(w, s, a))),
                          [tf.TensorSpec(wave.shape), tf.TensorSpec(scores.shape),
@@ -127,6 +126,12 @@ def test_converts_to_litert_builtins_with_same_outputs():
     lite = run(flatbuffer, w=wave, s=scores, a=acts)
     for name, ref in zip(("crops", "starts", "classes"), expected):
         np.testing.assert_array_equal(lite[name], ref)
+
+
+def test_converts_to_litert_builtins_with_same_outputs():
+    select = SelectClips(n_clips=3, tau=2.0, sample_rate=RATE)
+    wave, scores, acts = scene(10, [(0, 10, 0.9), (1, 12, 0.8), (5, 60, 0.7)])
+    assert_litert_gives_the_same(select, wave, scores, acts)
 
 
 def authors_region_select(acts, classes, samples, window):
@@ -238,11 +243,4 @@ def test_reference_suppression_converts_to_litert_with_same_outputs():
     wave, scores, acts = edge_scene()
     wave, scores, acts = (np.concatenate([a, a[:, ::-1] if a.ndim == 3 else a]) for a in
                           (wave, scores, acts))  # a second clip, its peaks mirrored in time
-    expected = [t.numpy() for t in select(wave, scores, acts)]
-    flatbuffer = convert(lambda w, s, a: dict(zip(("crops", "starts", "classes"), select(w, s, a))),
-                         [tf.TensorSpec(wave.shape), tf.TensorSpec(scores.shape),
-                          tf.TensorSpec(acts.shape)], select)
-    assert not [op for op in op_names(flatbuffer) if op.startswith("Flex")]
-    lite = run(flatbuffer, w=wave, s=scores, a=acts)
-    for name, ref in zip(("crops", "starts", "classes"), expected):
-        np.testing.assert_array_equal(lite[name], ref)
+    assert_litert_gives_the_same(select, wave, scores, acts)
