@@ -51,7 +51,7 @@ def test_mutated_valid_files():
      r"fuzz.csv:2: expected '0,<mid>,<name>'"),
     (read_segments_csv, b"# x\nabc, 1.0, \"/m/a\"\n", r"fuzz.csv:2: expected 4 columns"),
     (read_list_csv, b"a," + b'"' + b"x" * 200_000 + b'"\n', r"fuzz.csv:1: field larger than"),
-])
+], ids=["not_utf8", "duplicate_mids", "unicode_digit_index", "three_columns", "huge_field"])
 def test_malformed_files_name_file_and_line(tmp_path, reader, data, message):
     path = tmp_path / "fuzz.csv"
     path.write_bytes(data)
