@@ -18,11 +18,22 @@ PCM_FORMATS = {
 }
 # Real audio lives in [-1, 1]; far beyond it is garbage whose power would overflow float32.
 CLIP_LIMIT = 100.0
+# Real recordings top out at 768 kHz; beyond that a rate (flag or file header) is garbage,
+# and its 0.1 s blocks would be huge.
+MAX_SAMPLE_RATE = 768_000
+MAX_CHANNELS = 1024  # libsndfile's own limit
+MAX_READ_BYTES = 1 << 20  # one read of a PCM stream, at most
+
+
+class SourceError(ValueError):
+    """An audio source that cannot be read as asked: bad rate, channels, format or stream."""
 
 
 def _check_rate(sample_rate) -> int:
-    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise ValueError(f"sample rate must be a positive integer in Hz, got {sample_rate!r}")
+    if (not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool)
+            or not 0 < sample_rate <= MAX_SAMPLE_RATE):
+        raise SourceError(f"sample rate must be an integer in 1..{MAX_SAMPLE_RATE} Hz, got "
+                          f"{sample_rate!r}")
     return int(sample_rate)
 
 
@@ -32,7 +43,8 @@ def _frames(block) -> np.ndarray:
     if block.ndim == 1:
         return block[:, None]
     if block.ndim != 2:
-        raise ValueError(f"audio blocks must be (frames,) or (frames, channels), got {block.shape}")
+        raise SourceError(f"audio blocks must be (frames,) or (frames, channels), got "
+                          f"{block.shape}")
     return block
 
 
@@ -91,7 +103,7 @@ class FileSource:
         try:
             info = soundfile.info(str(path))
         except Exception as err:  # libsndfile raises several types for unreadable files
-            raise ValueError(f"cannot read audio file {path}: {err}") from err
+            raise SourceError(f"cannot read audio file {path}: {err}") from err
         self.path = str(path)
         self.sample_rate = _check_rate(info.samplerate)
         self.channels = info.channels
@@ -114,8 +126,10 @@ class PcmSource:
     """Headerless little-endian PCM from a binary stream (stdin), interleaved channels.
 
     `fmt` is one of u8, s8, s16le, s24le, s32le, f32le. Reads whatever has arrived
-    (read1), so a live pipe is tagged as it flows; a trailing partial frame at the
-    end of the stream is dropped and counted in `dropped_bytes`.
+    (read1, at most MAX_READ_BYTES at a time), so a live pipe is tagged as it flows;
+    a trailing partial frame at the end of the stream is dropped and counted in
+    `dropped_bytes`. Any bytes are audio: garbage decodes to garbage samples, which
+    the Conditioner cleans; a stream that gives text instead raises SourceError.
 
     Example:
         src = PcmSource(sys.stdin.buffer, sample_rate=16000, fmt="s16le", channels=2)
@@ -125,16 +139,18 @@ class PcmSource:
     def __init__(self, stream: BinaryIO, sample_rate: int, fmt: str = "s16le", channels: int = 1,
                  block_seconds: float = 0.1):
         if fmt not in PCM_FORMATS:
-            raise ValueError(f"unknown PCM format {fmt!r}; use one of {', '.join(PCM_FORMATS)}")
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+            raise SourceError(f"unknown PCM format {fmt!r}; use one of {', '.join(PCM_FORMATS)}")
+        if not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+            raise SourceError(f"channels must be an integer in 1..{MAX_CHANNELS}, got "
+                              f"{channels!r}")
         self.stream = stream
         self.sample_rate = _check_rate(sample_rate)
         self.fmt = fmt
         self.channels = channels
         self.width = 3 if fmt == "s24le" else np.dtype(PCM_FORMATS[fmt][0]).itemsize
         self.frame_bytes = self.width * channels
-        self.read_bytes = max(1, int(round(block_seconds * self.sample_rate))) * self.frame_bytes
+        frames = max(1, int(round(block_seconds * self.sample_rate)))
+        self.read_bytes = max(1, min(frames, MAX_READ_BYTES // self.frame_bytes)) * self.frame_bytes
         self.dropped_bytes = 0
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -158,6 +174,9 @@ class PcmSource:
             data = read(self.read_bytes)
             if not data:
                 break
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise SourceError(f"the PCM stream gives {type(data).__name__}, not bytes "
+                                  "(read sys.stdin.buffer, not sys.stdin)")
             pending += data
             whole = len(pending) - len(pending) % self.frame_bytes
             if whole:
@@ -183,9 +202,9 @@ class MicSource:
                  timeout: float = 5.0):
         try:
             import sounddevice
-        except ImportError as err:
-            raise RuntimeError("microphone input needs the sounddevice package: "
-                               "pip install sounddevice") from err
+        except (ImportError, OSError) as err:  # OSError: installed, but no PortAudio library
+            raise RuntimeError(f"microphone input needs the sounddevice package and PortAudio "
+                               f"({err}): pip install sounddevice") from err
         self._sd = sounddevice
         if sample_rate is None:
             sample_rate = int(sounddevice.query_devices(device, "input")["default_samplerate"])
@@ -259,7 +278,9 @@ class Conditioner:
 
     def __call__(self, block) -> np.ndarray:
         block = _frames(block)
-        mono = block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # garbage in, repaired just below
+            mono = (block[:, 0].copy() if block.shape[1] == 1
+                    else block.mean(axis=1, dtype=np.float32))
         bad = ~np.isfinite(mono)
         if bad.any():
             self.repaired += int(bad.sum())

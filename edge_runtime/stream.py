@@ -11,6 +11,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from edge_runtime.cli_errors import one_line_errors
 from edge_runtime.ring_buffer import RingBuffer
 from edge_runtime.sources import PCM_FORMATS, Conditioner, open_source
 from edge_runtime.streaming import CROP_BUDGET, PARTS, StreamingTagger
@@ -175,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("python -m edge_runtime.stream")
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -204,10 +206,7 @@ def main(argv=None) -> int:
             # flush of stdout from failing on the closed pipe.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        raise  # one line from one_line_errors (--debug: the traceback)
     return 0
 
 

@@ -8,6 +8,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from glat_tf.cli_errors import one_line_errors  # noqa: E402
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glat-export", description=__doc__)
@@ -79,17 +81,14 @@ def _tflite(args) -> int:
     return 0
 
 
+@one_line_errors("glat-export")
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
         from export import report
         return report.main(argv[1:])
     args = _parser().parse_args(argv)
-    try:
-        return {"saved-model": _saved_model, "tflite": _tflite}[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
-        print(f"glat-export: error: {error}", file=sys.stderr)
-        return 2
+    return {"saved-model": _saved_model, "tflite": _tflite}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from glat_tf.cli_errors import one_line_errors  # noqa: E402
+
 # The targets for the int8 pair, both relative to float32.
 MAP_DROP_TARGET = 0.01
 SIZE_RATIO_TARGET = 1 / 3
@@ -192,6 +194,7 @@ def plot(report: dict, path) -> None:
     plt.close(fig)
 
 
+@one_line_errors("glat-export report")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="glat-export report", description=__doc__)
     parser.add_argument("--model", required=True, help="the GlatModel .keras that was exported")
@@ -202,14 +205,10 @@ def main(argv=None) -> int:
     parser.add_argument("--latency-runs", type=int, default=10)
     args = parser.parse_args(argv)
     from export.labels import load_model
-    try:
-        model = load_model(args.model)
-        meta = json.loads((pathlib.Path(args.exported) / "metadata.json").read_text())
-        waveforms, labels = read_eval(args.eval, model.num_classes, meta["window_samples"],
-                                      args.clips)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"export.report: error: {error}", file=sys.stderr)
-        return 2
+    model = load_model(args.model)  # bad paths and files: one line from one_line_errors
+    meta = json.loads((pathlib.Path(args.exported) / "metadata.json").read_text())
+    waveforms, labels = read_eval(args.eval, model.num_classes, meta["window_samples"],
+                                  args.clips)
     report = build_report(model, args.exported, waveforms, labels, args.latency_runs)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

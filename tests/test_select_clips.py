@@ -116,9 +116,8 @@ def test_static_shapes_and_bad_input():
             SelectClips(**bad)
 
 
-def test_converts_to_litert_builtins_with_same_outputs():
-    select = SelectClips(n_clips=3, tau=2.0, sample_rate=RATE)
-    wave, scores, acts = scene(10, [(0, 10, 0.9), (1, 12, 0.8), (5, 60, 0.7)])
+def assert_litert_gives_the_same(select, wave, scores, acts):
+    """`select` converts to LiteRT builtins only, and the flatbuffer's outputs equal its own."""
     expected = [t.numpy() for t in select(wave, scores, acts)]
     flatbuffer = convert(lambda w, s, a: dict(zip(("crops", "starts", "classes"), select(w, s, a))),
                          [tf.TensorSpec(wave.shape), tf.TensorSpec(scores.shape),
@@ -127,3 +126,121 @@ def test_converts_to_litert_builtins_with_same_outputs():
     lite = run(flatbuffer, w=wave, s=scores, a=acts)
     for name, ref in zip(("crops", "starts", "classes"), expected):
         np.testing.assert_array_equal(lite[name], ref)
+
+
+def test_converts_to_litert_builtins_with_same_outputs():
+    select = SelectClips(n_clips=3, tau=2.0, sample_rate=RATE)
+    wave, scores, acts = scene(10, [(0, 10, 0.9), (1, 12, 0.8), (5, 60, 0.7)])
+    assert_litert_gives_the_same(select, wave, scores, acts)
+
+
+def authors_region_select(acts, classes, samples, window):
+    """The authors' region_select loop (GL-AT models.py) in NumPy, with this layer's centre."""
+    acts = acts.copy()
+    frames = acts.shape[1]
+    o = (window * frames // samples) // 4
+    starts = np.zeros(classes.shape, np.int64)
+    for b in range(acts.shape[0]):
+        maps = acts[b].T[classes[b]]  # (N, frames): the selected classes' maps
+        for j in range(classes.shape[1]):
+            m = int(np.argmax(maps[j]))
+            start = int(np.floor((m + 0.5) * samples / frames - window / 2))
+            if start + window >= samples:
+                maps[:, -2 * o:] = 0.0
+            elif start < 0:
+                maps[:, :2 * o] = 0.0
+            else:
+                maps[:, m - o:m + o] = 0.0
+            starts[b, j] = min(max(start, 0), samples - window)
+    return starts
+
+
+def edge_scene():
+    """10 s, 62 frames, tau 3 s: o = 4. Picks clamped at both edges, then classes near them."""
+    wave, scores, acts = scene(10, [(0, 60, 0.9), (1, 55, 0.8), (2, 1, 0.7), (3, 6, 0.6),
+                                    (4, 53, 0.5)])
+    acts[:, 40, 1] = acts[:, 20, 3] = acts[:, 30, 4] = 0.4  # each one's second-best frame
+    return wave, scores, acts
+
+
+def test_reference_suppression_zeroes_the_clamped_edge():
+    wave, scores, acts = edge_scene()
+    frames, samples, window = acts.shape[1], wave.shape[1], 3 * RATE
+    at = lambda *fs: [[expected_start(f, frames, samples, window) for f in fs]]  # noqa: E731
+    select = lambda mode: SelectClips(n_clips=5, tau=3.0, sample_rate=RATE,  # noqa: E731
+                                      suppress_overlap=mode)(wave, scores, acts)[1].numpy()
+    # Frame 60 is clamped to the end. Today's rule zeroes [56, 64): class 1 keeps its peak 55,
+    # whose pick zeroes [51, 59), so class 4 (peak 53) moves to frame 30. The authors' rule
+    # zeroes the last 8 frames [54, 62): class 1 moves to frame 40, class 4 keeps 53.
+    # Frame 1 is clamped to the start: today's rule zeroes [-3, 5), the authors' [0, 8), so
+    # there class 3 (peak 6) moves to frame 20.
+    assert select(True).tolist() == at(60, 55, 1, 6, 30)
+    assert select("reference").tolist() == at(60, 40, 1, 20, 53)
+    assert select(False).tolist() == at(60, 55, 1, 6, 53)
+    assert select("reference").tolist() == authors_region_select(
+        acts, np.array([[0, 1, 2, 3, 4]]), samples, window).tolist()
+
+
+def test_reference_window_ending_at_the_clip_end_counts_as_clamped():
+    # 8 s = 256000 samples over 64 frames (4000 each), window 68000 = 17 frames, o = 4.
+    # Peak 54: centre 218000, window [184000, 252000), inside: [50, 58) is zeroed.
+    # Peak 55: centre 222000, window [188000, 256000) ends exactly at the clip's end, which
+    # the authors' test (index_r >= duration_all) counts as clamped: [56, 64) is zeroed.
+    samples, frames, window = 256000, 64, 68000
+    wave = np.zeros((2, samples), np.float32)
+    scores = np.array([[0.9, 0.8, 0.1]] * 2, np.float32)
+    acts = np.full((2, frames, 3), 0.05, np.float32)
+    acts[0, 54, 0] = acts[1, 55, 0] = 0.9
+    acts[:, 52, 1] = 0.8  # zeroed around 54, kept by the edge rule
+    acts[:, 10, 1] = 0.3
+    select = SelectClips(n_clips=2, tau=2.125, sample_rate=32000, suppress_overlap="reference")
+    starts = select(wave, scores, acts)[1].numpy()
+    assert starts.tolist() == [[184000, 8000], [188000, 176000]]
+    expected = authors_region_select(acts, np.array([[0, 1]] * 2), samples, window)
+    assert starts.tolist() == expected.tolist()
+
+
+def test_reference_with_no_reach_zeroes_the_whole_map_at_the_end():
+    # tau 0.5 s at 6.2 frames/s is 3 frames, o = 0: the authors' maps[:, -0:] = 0 is every frame.
+    wave, scores, acts = scene(10, [(0, 61, 0.9), (1, 30, 0.8)])
+    starts = SelectClips(n_clips=2, tau=0.5, sample_rate=RATE, suppress_overlap="reference")(
+        wave, scores, acts)[1].numpy()
+    assert starts.tolist() == [[wave.shape[1] - RATE // 2, 0]]  # class 1: argmax of zeros
+    assert starts.tolist() == authors_region_select(acts, np.array([[0, 1]]), wave.shape[1],
+                                                    RATE // 2).tolist()
+
+
+def test_reference_matches_the_authors_loop_on_random_activations():
+    rng = np.random.default_rng(5)
+    wave = np.zeros((64, 10 * RATE), np.float32)
+    scores = rng.uniform(size=(64, 20)).astype(np.float32)
+    acts = rng.uniform(size=(64, 62, 20)).astype(np.float32)
+    classes = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    select = lambda mode: SelectClips(n_clips=5, tau=3.0, sample_rate=RATE,  # noqa: E731
+                                      suppress_overlap=mode)(wave, scores, acts)[1].numpy()
+    reference = select("reference")
+    np.testing.assert_array_equal(reference, authors_region_select(acts, classes, 10 * RATE,
+                                                                   3 * RATE))
+    assert (reference != select(True)).any()  # the rules do differ on such data
+
+
+def test_suppress_overlap_values_are_checked_and_kept_by_glat_model():
+    from glat_tf.model import GlatModel
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="suppress_overlap"):
+            SelectClips(suppress_overlap=bad)
+    with pytest.raises(ValueError, match="suppress_overlap"):
+        GlatModel(backbone="cnn10_tiny", num_classes=6, n_clips=2, tau=1.0,
+                  suppress_overlap="Reference")
+    model = GlatModel(backbone="cnn10_tiny", num_classes=6, n_clips=2, tau=1.0,
+                      suppress_overlap="reference")
+    assert model.select.suppress_overlap == "reference"
+    assert GlatModel.from_config(model.get_config()).select.suppress_overlap == "reference"
+
+
+def test_reference_suppression_converts_to_litert_with_same_outputs():
+    select = SelectClips(n_clips=5, tau=3.0, sample_rate=RATE, suppress_overlap="reference")
+    wave, scores, acts = edge_scene()
+    wave, scores, acts = (np.concatenate([a, a[:, ::-1] if a.ndim == 3 else a]) for a in
+                          (wave, scores, acts))  # a second clip, its peaks mirrored in time
+    assert_litert_gives_the_same(select, wave, scores, acts)

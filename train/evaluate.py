@@ -17,6 +17,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from glat_tf import class_names
+from glat_tf.cli_errors import one_line_errors
 from glat_tf.data import pipeline
 from glat_tf.data.labels import LabelMap
 from glat_tf.metrics import tagging_scores
@@ -193,8 +194,9 @@ def _numbers(kind):
     return parse
 
 
+@one_line_errors("glat-eval")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="glat-eval", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a .keras GlatModel or baseline")
     parser.add_argument("--eval", required=True, help="eval shard glob")
     parser.add_argument("--out", required=True, help="folder for summary.json, CSV and PNGs")
@@ -208,13 +210,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not os.path.exists(args.model):
         parser.error(f"--model {args.model}: no such file")
-    try:
-        evaluate(args.model, args.eval, args.out, batch_size=args.batch_size,
-                 labels_csv=args.labels, sweep_n=args.sweep_n, sweep_tau=args.sweep_tau,
-                 strong_labels=args.strong_labels, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"glat-eval: error: {exc}", file=sys.stderr)
-        return 2
+    evaluate(args.model, args.eval, args.out, batch_size=args.batch_size,  # errors: one line
+             labels_csv=args.labels, sweep_n=args.sweep_n, sweep_tau=args.sweep_tau,
+             strong_labels=args.strong_labels, progress=not args.no_progress)
     print(f"wrote {args.out}/summary.json", flush=True)
     return 0
 

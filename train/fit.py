@@ -17,6 +17,7 @@ import sys
 # fresh pages per batch (balanced input pipeline: 560 -> 915 clips per CPU-second here).
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
+from glat_tf.cli_errors import one_line_errors  # noqa: E402
 from train.run import POLICIES, STRATEGY_CHOICES, FitConfig, train  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def json_object(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="glat-fit", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="a Python file defining CONFIG = {flag: value}; flags "
                                     "given on the command line override it")
@@ -104,17 +105,14 @@ def parse_args(argv=None) -> FitConfig:
         parser.error(str(error))
 
 
+@one_line_errors("glat-fit")
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         from train.demo import run_demo
         return run_demo()
     config = parse_args(argv)
-    try:
-        result = train(config)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"glat-fit: error: {exc}", file=sys.stderr)
-        return 2
+    result = train(config)  # a ValueError or OSError: one line from one_line_errors
     if result["interrupted"] is not None:
         return 128 + int(result["interrupted"])  # the shell's code for "ended by this signal"
     best = result["best"]

@@ -11,7 +11,9 @@ import sys
 
 import numpy as np
 
-from glat_tf.convert.torch_zip import load_torch_file
+from glat_tf.cli_errors import add_debug_flag, one_line_errors
+from glat_tf.convert.restricted_pickle import describe
+from glat_tf.convert.torch_zip import DEFAULT_MAX_BYTES, CheckpointError, load_torch_file
 from glat_tf.frontend import periodic_hann
 
 STFT_KEYS = ("spectrogram_extractor.stft.conv_real.weight",
@@ -47,17 +49,22 @@ class ImportReport:
         return "\n".join(lines)
 
 
-def load_panns_checkpoint(path) -> dict[str, np.ndarray]:
-    """The `model` state dict of a PANNs checkpoint (or a bare state dict) as NumPy arrays."""
-    obj = load_torch_file(path)
+def load_panns_checkpoint(path, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
+    """The `model` state dict of a PANNs checkpoint (or a bare state dict) as NumPy arrays.
+
+    A malformed or hostile file raises CheckpointError (a ValueError), one line naming it.
+    """
+    obj = load_torch_file(path, max_bytes)
     state = obj.get("model", obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: no state dict inside (found {type(state).__name__})")
+        raise CheckpointError(f"{path}: no state dict inside (found {type(state).__name__})")
     arrays = {}
     for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: state dict key {describe(key)} is not a name")
         if not isinstance(value, np.ndarray):
-            raise ValueError(f"{path}: state dict entry {key!r} is a {type(value).__name__}, "
-                             "not a tensor")
+            raise CheckpointError(f"{path}: state dict entry {describe(key)} is a "
+                                  f"{type(value).__name__}, not a tensor")
         # nn.DataParallel prefixes every key with "module.".
         arrays[key[len("module."):] if key.startswith("module.") else key] = value
     return arrays
@@ -185,17 +192,27 @@ def import_into_glat(glat_model, state_dict, streams=("global", "local"), strict
                                          strict=strict) for stream in streams}
 
 
+PROG = "python -m glat_tf.convert.panns"
+
+
+@one_line_errors(PROG)
 def main(argv=None) -> int:
     from glat_tf import backbones
-    parser = argparse.ArgumentParser(prog="python -m glat_tf.convert.panns",
+    parser = argparse.ArgumentParser(prog=PROG,
                                      description="PANNs .pth checkpoint -> .keras backbone")
     parser.add_argument("checkpoint", help="PANNs checkpoint, e.g. Cnn10_mAP=0.380.pth")
     parser.add_argument("--arch", required=True, help="backbone preset, e.g. cnn10, resnet38")
     parser.add_argument("--out", required=True, help="where to write the .keras model")
     parser.add_argument("--allow-missing", action="store_true",
                         help="accept missing/unexpected keys (e.g. CNN10 weights into atsca)")
+    parser.add_argument("--max-gb", type=float, default=DEFAULT_MAX_BYTES / 2**30,
+                        help="refuse a checkpoint whose load needs more memory than this "
+                             "(about twice the file; default %(default)g)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    state_dict = load_panns_checkpoint(args.checkpoint)
+    if not args.max_gb > 0:
+        parser.error(f"--max-gb must be > 0, got {args.max_gb}")
+    state_dict = load_panns_checkpoint(args.checkpoint, int(args.max_gb * 2**30))
     if "fc_audioset.weight" not in state_dict:
         parser.error(f"{args.checkpoint} has no fc_audioset.weight: not a PANNs tagger")
     num_classes = int(state_dict["fc_audioset.weight"].shape[0])
@@ -203,7 +220,7 @@ def main(argv=None) -> int:
     try:
         report = import_into_backbone(backbone, state_dict, strict=not args.allow_missing)
     except ValueError as error:
-        parser.exit(2, f"error: --arch {args.arch}: {error}\n")
+        parser.exit(2, f"{PROG}: error: --arch {args.arch}: {error}\n")
     print(report.summary())
     backbone.save(args.out)
     print(f"wrote {args.out}")

@@ -1,181 +1,177 @@
-"""Reads PyTorch checkpoints (zip or legacy format) without torch, via an allow-list unpickler."""
+"""Reads PyTorch checkpoints (zip or legacy format) without torch, in bounded memory.
+
+The file is untrusted: every global its pickle names is on an allow-list
+(restricted_pickle.py), every size it claims is checked against the bytes it holds
+and a budget before anything is allocated, and whatever is wrong with it ends in one
+CheckpointError naming the file and the problem.
+"""
 
 from __future__ import annotations
 
-import collections
 import io
+import os
 import pickle
 import struct
 import zipfile
+import zlib
 
-import numpy as np
+from glat_tf.convert.restricted_pickle import (DEFAULT_MAX_BYTES, Budget, CheckpointError,
+                                               RestrictedUnpickler, Storage, UnsafeCheckpointError,
+                                               describe, size_text)
 
-try:  # NumPy 2 moved the pickling helpers; checkpoints name either module.
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # pragma: no cover - NumPy 1
-    from numpy.core import multiarray as _multiarray
+__all__ = ["CheckpointError", "DEFAULT_MAX_BYTES", "UnsafeCheckpointError", "load_torch_file"]
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch/serialization.py MAGIC_NUMBER
 LEGACY_PROTOCOL = 1001
-
-_STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": np.uint16, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_,
-}
+# What a malformed file makes the zip, struct and pickle machinery raise; MemoryError is not
+# among them: the checks above must keep every allocation bounded.
+_MALFORMED = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+              IndexError, OverflowError, RuntimeError, NotImplementedError, struct.error,
+              zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError)
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """The pickle asked for something a state dict never needs; nothing of it was executed."""
+def _refuse_storages(key, _type):
+    raise CheckpointError("this pickle may not reference tensor storages")
 
 
-class _StorageType:
-    def __init__(self, name):
-        self.name = name
-        self.dtype = np.dtype(_STORAGE_DTYPES[name])
+def _unpickle(data: bytes, budget, storages=_refuse_storages, start=0):
+    """(object, end offset) of the pickle at data[start:]."""
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    obj = RestrictedUnpickler(stream, storages, budget).load()
+    return obj, stream.tell()
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, *_unused):
-    """A NumPy copy of a strided view of `storage`, bounds-checked (the file is untrusted)."""
-    if storage is None:  # the skimming pass over a legacy file
-        return None
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    if len(size) != len(stride) or min(size + stride + (storage_offset,), default=0) < 0:
-        raise pickle.UnpicklingError(f"bad tensor layout size={size} stride={stride}")
-    if 0 in size:
-        return np.zeros(size, storage.dtype)
-    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if last >= storage.size:
-        raise pickle.UnpicklingError(f"tensor reads element {last} of a {storage.size}-element "
-                                     "storage")
-    view = np.lib.stride_tricks.as_strided(storage[storage_offset:], size,
-                                           [s * storage.itemsize for s in stride])
-    return np.array(view)
+def _read_member(archive, info, budget, limit=None) -> bytes:
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise CheckpointError(f"archive member {info.filename!r} uses compression method "
+                              f"{info.compress_type}; torch.save stores members uncompressed")
+    if limit is not None and info.file_size > limit:
+        raise CheckpointError(f"archive member {info.filename!r} has {info.file_size} bytes, "
+                              f"expected at most {limit}")
+    budget.charge(info.file_size, f"archive member {info.filename!r}")
+    raw = archive.read(info)
+    if len(raw) != info.file_size:
+        raise CheckpointError(f"archive member {info.filename!r} is truncated")
+    return raw
 
 
-def _rebuild_parameter(data, *_unused):
-    return data
-
-
-def _latin1_encode(text, encoding="latin1"):
-    # Protocol-2 pickles spell bytes as _codecs.encode(str, "latin1"); no other codec is admitted.
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise UnsafeCheckpointError(f"refused _codecs.encode with encoding={encoding!r}")
-    return text.encode("latin1")
-
-
-def _reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
-        raise UnsafeCheckpointError("refused an ndarray subclass")
-    return _multiarray._reconstruct(np.ndarray, shape, dtype)
-
-
-_ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch", "Size"): tuple,
-    ("_codecs", "encode"): _latin1_encode,
-    # PANNs checkpoints also hold the sampler's state: plain NumPy arrays and scalars.
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
-    ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
-}
-
-
-class _Unpickler(pickle.Unpickler):
-    """Admits only `_ALLOWED` globals; storages come from `storages(key, storage_type)`."""
-
-    def __init__(self, file, storages):
-        super().__init__(file)
-        self._storages = storages
-
-    def find_class(self, module, name):
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
-        raise UnsafeCheckpointError(f"checkpoint asks for {module}.{name}, which a state dict "
-                                    "never needs: refused, nothing was executed")
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType)):
-            raise UnsafeCheckpointError(f"unknown persistent id {pid!r:.80}")
-        storage = self._storages(str(pid[2]), pid[1])
-        view = pid[5] if len(pid) > 5 else None  # legacy: (view_key, offset, size)
-        if view is not None and storage is not None:
-            storage = storage[int(view[1]):int(view[1]) + int(view[2])]
-        return storage
-
-
-def _storage_array(raw: bytes, storage_type: _StorageType, order: str) -> np.ndarray:
-    dtype = storage_type.dtype.newbyteorder("<" if order == "little" else ">")
-    if len(raw) % dtype.itemsize:
-        raise pickle.UnpicklingError(f"storage of {len(raw)} bytes is not whole {dtype} items")
-    array = np.frombuffer(raw, dtype).astype(storage_type.dtype)
-    if storage_type.name == "BFloat16Storage":  # the upper half of a float32
-        array = (array.astype(np.uint32) << 16).view(np.float32)
-    return array
-
-
-def _restricted_load(data: bytes | io.BufferedIOBase, storages=None):
-    def refuse(key, _type):
-        raise UnsafeCheckpointError("this pickle may not reference tensor storages")
-    stream = io.BytesIO(data) if isinstance(data, bytes) else data
-    return _Unpickler(stream, storages or refuse).load()
-
-
-def _load_zip(path):
-    with zipfile.ZipFile(path) as archive:
-        pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+def _load_zip(file, budget):
+    with zipfile.ZipFile(file) as archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        pickles = [n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")]
         if len(pickles) != 1:
-            raise ValueError(f"{path}: expected one data.pkl in the zip, found {pickles}")
+            raise CheckpointError(f"expected one data.pkl in the zip, found {len(pickles)}")
         prefix = pickles[0][:-len("data.pkl")]
-        names = set(archive.namelist())
         order = "little"
-        if prefix + "byteorder" in names:
-            order = archive.read(prefix + "byteorder").decode().strip()
+        if prefix + "byteorder" in infos:
+            order = _read_member(archive, infos[prefix + "byteorder"], budget, limit=16)
+            order = order.decode("ascii", "replace").strip()
+            if order not in ("little", "big"):
+                raise CheckpointError(f"byteorder says {describe(order)}, not little or big")
+        storages = {}
 
         def storage(key, storage_type):
-            return _storage_array(archive.read(f"{prefix}data/{key}"), storage_type, order)
+            if key not in storages:
+                info = infos.get(f"{prefix}data/{key}")
+                if info is None:
+                    raise CheckpointError(f"tensor storage {key!r} is not in the archive")
+                count, rest = divmod(info.file_size, storage_type.dtype.itemsize)
+                if rest:
+                    raise CheckpointError(f"storage {key!r} of {info.file_size} bytes is not "
+                                          f"whole {storage_type.dtype} items")
+                storages[key] = Storage(key, storage_type, count,
+                                        lambda: _read_member(archive, info, budget), order)
+            if storages[key].type.name != storage_type.name:
+                raise CheckpointError(f"storage {key!r} is read as two different types")
+            return storages[key]
 
-        return _restricted_load(archive.read(pickles[0]), storage)
-
-
-def _load_legacy(path):
-    with open(path, "rb") as f:
-        if _restricted_load(f) != LEGACY_MAGIC:
-            raise ValueError(f"{path} is neither a zip nor a legacy PyTorch checkpoint")
-        if _restricted_load(f) != LEGACY_PROTOCOL:
-            raise ValueError(f"{path}: unsupported legacy protocol")
-        if not _restricted_load(f).get("little_endian", True):
-            raise ValueError(f"{path}: big-endian legacy checkpoints are not supported")
-        # Storages follow the main pickle: parse it once to skip it, read them, parse again.
-        start = f.tell()
-        types = {}
-        _restricted_load(f, lambda key, storage_type: types.setdefault(key, storage_type) and None)
-        data = {}
-        for key in _restricted_load(f):
-            (count,) = struct.unpack("<q", f.read(8))
-            storage_type = types[str(key)]
-            raw = f.read(count * storage_type.dtype.itemsize)
-            data[str(key)] = _storage_array(raw, storage_type, "little")
-        f.seek(start)
-        return _restricted_load(f, lambda key, _type: data[key])
+        return _unpickle(_read_member(archive, infos[pickles[0]], budget), budget, storage)[0]
 
 
-def load_torch_file(path) -> object:
+def _load_legacy(file, budget):
+    # The whole file in memory (charged): storages are then views of it, never copies.
+    size = os.fstat(file.fileno()).st_size
+    budget.charge(size, "the legacy checkpoint file")
+    data = file.read()
+    try:
+        magic, end = _unpickle(data, budget)
+    except UnsafeCheckpointError:
+        raise
+    except _MALFORMED:
+        magic = None
+    if magic != LEGACY_MAGIC:
+        raise CheckpointError("neither a zip archive nor a legacy PyTorch checkpoint")
+    protocol, end = _unpickle(data, budget, start=end)
+    if protocol != LEGACY_PROTOCOL:
+        raise CheckpointError(f"legacy protocol {describe(protocol)}; this reader knows "
+                              f"{LEGACY_PROTOCOL}")
+    sys_info, start = _unpickle(data, budget, start=end)
+    if not isinstance(sys_info, dict):
+        raise CheckpointError(f"legacy header's sys_info is {describe(sys_info)}, not a dict")
+    if not sys_info.get("little_endian", True):
+        raise CheckpointError("big-endian legacy checkpoints are not supported")
+    # Storages follow the main pickle: skim it once for their types, find them, parse again.
+    types = {}
+
+    def note_type(key, storage_type):
+        if types.setdefault(key, storage_type).name != storage_type.name:
+            raise CheckpointError(f"storage {key!r} is read as two different types")
+
+    _, end = _unpickle(data, budget, note_type, start)
+    keys, end = _unpickle(data, budget, start=end)
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+        raise CheckpointError(f"legacy storage list is {describe(keys)}, not a list of keys")
+    storages = {}
+    for key in keys:
+        if key not in types or key in storages:
+            raise CheckpointError(f"storage {key!r} is listed twice or used by no tensor")
+        if end + 8 > size:
+            raise CheckpointError(f"the file ends inside storage {key!r}'s header")
+        (count,), itemsize = struct.unpack_from("<q", data, end), types[key].dtype.itemsize
+        if not 0 <= count * itemsize <= size - end - 8:
+            raise CheckpointError(f"storage {key!r} claims {count} {types[key].dtype} items "
+                                  f"({size_text(max(count, 0) * itemsize)}), but the file holds "
+                                  f"only {size - end - 8} bytes after its header")
+        begin, end = end + 8, end + 8 + count * itemsize
+        storages[key] = Storage(key, types[key], count,
+                                lambda begin=begin, end=end: memoryview(data)[begin:end])
+
+    def storage(key, _type):
+        if key not in storages:
+            raise CheckpointError(f"tensor storage {key!r} is not in the file")
+        return storages[key]
+
+    return _unpickle(data, budget, storage, start)[0]
+
+
+def load_torch_file(path, max_bytes: int = DEFAULT_MAX_BYTES) -> object:
     """The object a `torch.save` wrote, with every tensor as a NumPy array (bfloat16 as float32).
 
     Only the globals a state dict (and PANNs' sampler state) needs are admitted: anything
-    else raises UnsafeCheckpointError before it is called.
+    else raises UnsafeCheckpointError before it is called. A load allocates at most
+    `max_bytes` (storages plus the tensors copied from them: about twice the file); a file
+    that would need more, or that is malformed in any way, raises CheckpointError (a
+    ValueError) naming the file and the problem. A path that cannot be opened raises OSError.
     """
-    if zipfile.is_zipfile(path):
-        return _load_zip(path)
-    return _load_legacy(path)
+    path = os.fspath(path)
+    budget = Budget(max_bytes)
+    with open(path, "rb") as file:
+        try:
+            if zipfile.is_zipfile(file):
+                return _load_zip(file, budget)
+            file.seek(0)
+            if file.read(2) == b"PK":
+                raise CheckpointError("a zip archive without its central directory (truncated?)")
+            file.seek(0)
+            return _load_legacy(file, budget)
+        except CheckpointError as error:
+            raise type(error)(_one_line(f"{path}: {error}")) from error
+        except _MALFORMED as error:
+            detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise CheckpointError(_one_line(f"{path}: not a readable PyTorch checkpoint "
+                                            f"({detail})")) from error
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -30,6 +30,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
+from glat_tf.cli_errors import one_line_errors
 from glat_tf.data.labels import LabelMap, audioset_labels_csv, read_list_csv, read_segments_csv
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")  # preference order when several exist
@@ -81,25 +82,57 @@ def _wav_truncated(path: str) -> bool:
             f.seek(size + (size & 1), os.SEEK_CUR)
 
 
+# Real recordings top out at 768 kHz; a header claiming more (or 0) is garbage.
+MAX_SAMPLE_RATE = 768_000
+_BLOCK_VALUES = 1 << 20  # samples of all channels decoded at a time: 4 MiB of float32
+
+
+def _read_mono(path: str, frames: int) -> tuple[np.ndarray, bool]:
+    """Up to `frames` frames mixed to mono, decoded in blocks (a 1024-channel header cannot
+    make one big allocation), and whether every sample of every channel was finite."""
+    parts, finite = [], True
+    with sf.SoundFile(path) as f:
+        block = max(1024, _BLOCK_VALUES // max(1, f.channels))
+        while frames > 0:
+            audio = f.read(min(block, frames), dtype="float32", always_2d=True)
+            if not len(audio):
+                break
+            finite = finite and bool(np.isfinite(audio).all())
+            parts.append(audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0])
+            frames -= len(audio)
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), finite
+
+
 def decode_clip(path: str, sample_rate: int, clip_samples: int) -> np.ndarray:
-    """Decode, mix to mono, resample (soxr) and pad/trim to clip_samples; int16. Raises ClipError."""
+    """Decode, mix to mono, resample (soxr) and pad/trim to clip_samples; int16. Raises ClipError.
+
+    Only the frames the clip needs are decoded (plus a second for the resampler's filter), so
+    neither a long file nor a header claiming 1 Hz (32000 output samples per frame) can make
+    it allocate more than about (clip_seconds + 1) * MAX_SAMPLE_RATE samples.
+    """
     if not os.path.exists(path):
         raise ClipError("missing_file", path)
     if os.path.getsize(path) == 0:
         raise ClipError("empty_file", "0 bytes")
     try:
         info = sf.info(path)
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        rate = info.samplerate
+        if not 0 < rate <= MAX_SAMPLE_RATE:
+            raise ClipError("unreadable", f"sample rate {rate} Hz is outside 1..{MAX_SAMPLE_RATE}")
+        wanted = -(-clip_samples * rate // sample_rate) + rate
+        mono, finite = _read_mono(path, wanted)
+    except ClipError:
+        raise
     except Exception as exc:  # libsndfile raises several types for unreadable input
         raise ClipError("unreadable", str(exc).strip().replace("\n", " ")) from None
-    if audio.shape[0] == 0:
+    if mono.shape[0] == 0:
         raise ClipError("empty_file", "no audio frames")
     # MP3 frame counts without a Xing header are estimates: allow 1 % slack there.
-    if audio.shape[0] < info.frames - max(2048, info.frames // 100) or _wav_truncated(path):
-        raise ClipError("truncated", f"header says {info.frames} frames, read {audio.shape[0]}")
-    if not np.isfinite(audio).all():
+    expected = min(info.frames, wanted)
+    if mono.shape[0] < expected - max(2048, info.frames // 100) or _wav_truncated(path):
+        raise ClipError("truncated", f"header says {info.frames} frames, read {mono.shape[0]}")
+    if not finite:
         raise ClipError("non_finite", "NaN or inf samples")
-    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
     out = np.pad(mono[:clip_samples], (0, max(0, clip_samples - mono.shape[0])))
@@ -359,8 +392,9 @@ def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: s
     return dict(book.summary(), shards_written=written, shards_kept=len(plan) - written)
 
 
+@one_line_errors("glat-ingest")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="glat-ingest", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--segments", help="AudioSet segments CSV (three '#' header lines)")
     source.add_argument("--list", help="CSV of path,labels (labels by MID or display name)")
@@ -379,13 +413,10 @@ def main(argv=None) -> int:
         parser.error("--sample-rate, --clip-seconds, --shard-size and --workers must be positive")
     split = args.split or Path(args.segments or args.list).stem.removesuffix("_segments")
     settings = Settings(args.sample_rate, args.clip_seconds, args.shard_size, args.gzip)
-    try:
-        summary = ingest(out=args.out, split=split, segments_csv=args.segments,
-                         list_csv=args.list, labels_csv=args.labels, audio_dir=args.audio_dir,
-                         workers=args.workers, settings=settings)
-    except (ValueError, OSError) as exc:  # bad label CSV, unreadable list, mismatched out dir
-        print(f"glat-ingest: error: {exc}", file=sys.stderr)
-        return 2
+    # Bad label CSV, unreadable list, mismatched out dir: one line from one_line_errors.
+    summary = ingest(out=args.out, split=split, segments_csv=args.segments,
+                     list_csv=args.list, labels_csv=args.labels, audio_dir=args.audio_dir,
+                     workers=args.workers, settings=settings)
     print(f"{split}: {summary['num_clips']} clips in {summary['num_shards']} shards "
           f"({summary['shards_written']} written, {summary['shards_kept']} kept) -> {args.out}")
     for reason, n in sorted(summary["rejects"].items()):

@@ -13,6 +13,23 @@ SEGMENTS_COLUMNS = "# YTID, start_seconds, end_seconds, positive_labels"
 SEGMENTS_CREATED = "# Segments csv created Sun Mar  5 10:54:31 2017"
 
 
+class CsvError(ValueError):
+    """A CSV that is not what it should be; the message names the file (and line, if known)."""
+
+
+def _csv_rows(path, **options):
+    """(record number from 1, row) of a UTF-8 CSV; bytes that are not UTF-8 text and csv's own
+    errors (NUL bytes, a field past csv's size limit) become CsvError naming file and line."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, **options)
+        try:
+            yield from enumerate(reader, start=1)
+        except UnicodeDecodeError as err:
+            raise CsvError(f"{path}: not UTF-8 text ({err.reason})") from None
+        except csv.Error as err:
+            raise CsvError(f"{path}:{reader.line_num}: {err}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelMap:
     """Class index <-> MID <-> display name, as in AudioSet's class_labels_indices.csv.
@@ -87,19 +104,25 @@ class LabelMap:
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> "LabelMap":
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        """Reads class_labels_indices.csv; a malformed file raises CsvError (a ValueError)."""
+        rows = [row for _, row in _csv_rows(path)]
         if not rows or tuple(c.strip() for c in rows[0]) != LABELS_HEADER:
-            raise ValueError(f"{path}: first line must be {','.join(LABELS_HEADER)}")
+            raise CsvError(f"{path}: first line must be {','.join(LABELS_HEADER)}")
         mids, names = [], []
         for line, row in enumerate(rows[1:], start=2):
             if not row:
                 continue
-            if len(row) != 3 or not row[0].strip().isdigit() or int(row[0]) != len(mids):
-                raise ValueError(f"{path}:{line}: expected '{len(mids)},<mid>,<name>', got {row}")
+            index = row[0].strip()
+            if len(row) != 3 or not (index.isascii() and index.isdigit() and
+                                     int(index) == len(mids)):
+                raise CsvError(f"{path}:{line}: expected '{len(mids)},<mid>,<name>', got "
+                               f"{_short(row)}")
             mids.append(row[1].strip())
             names.append(row[2].strip())
-        return cls(tuple(mids), tuple(names))
+        try:
+            return cls(tuple(mids), tuple(names))
+        except ValueError as err:  # duplicate MIDs
+            raise CsvError(f"{path}: {err}") from None
 
     @classmethod
     def audioset(cls) -> "LabelMap":
@@ -113,22 +136,29 @@ class LabelMap:
                 f.write(f'{i},{mid},"{name}"\n')
 
 
+def _short(row, limit=120) -> str:
+    text = repr(row)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def audioset_labels_csv() -> str:
     return str(resources.files("glat_tf.data") / "audioset_class_labels_indices.csv")
 
 
 def read_segments_csv(path: str | os.PathLike) -> list[tuple[str, list[str], int]]:
-    """(YTID, [MID, ...], line number) per row of an AudioSet segments CSV ('#' lines skipped)."""
+    """(YTID, [MID, ...], line number) per row of an AudioSet segments CSV ('#' lines skipped).
+
+    A malformed file raises CsvError (a ValueError) naming file and line.
+    """
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.reader(f, skipinitialspace=True), start=1):
-            if not row or row[0].startswith("#"):
-                continue
-            if len(row) != 4:
-                raise ValueError(f"{path}:{line}: expected 4 columns "
-                                 f"(YTID, start, end, \"labels\"), got {len(row)}: {row}")
-            mids = [m.strip() for m in row[3].split(",") if m.strip()]
-            rows.append((row[0].strip(), mids, line))
+    for line, row in _csv_rows(path, skipinitialspace=True):
+        if not row or row[0].startswith("#"):
+            continue
+        if len(row) != 4:
+            raise CsvError(f"{path}:{line}: expected 4 columns "
+                           f"(YTID, start, end, \"labels\"), got {len(row)}: {_short(row)}")
+        mids = [m.strip() for m in row[3].split(",") if m.strip()]
+        rows.append((row[0].strip(), mids, line))
     return rows
 
 
@@ -148,17 +178,17 @@ def write_segments_csv(path: str | os.PathLike, rows, num_classes_total: int | N
 
 
 def read_list_csv(path: str | os.PathLike) -> list[tuple[str, str, int]]:
-    """(path, raw labels field, line number) per row of a generic `path,labels` CSV."""
+    """(path, raw labels field, line number) per row of a generic `path,labels` CSV (CsvError
+    if it is not UTF-8 CSV)."""
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.reader(f, skipinitialspace=True), start=1):
-            if not row or row[0].startswith("#"):
-                continue
-            if line == 1 and [c.strip().lower() for c in row[:2]] == ["path", "labels"]:
-                continue
-            if len(row) < 2:
-                rows.append((row[0].strip(), "", line))
-            else:
-                # An unquoted "a.wav,Speech,Music" arrives as 3 columns: labels are all but the path.
-                rows.append((row[0].strip(), ",".join(row[1:]), line))
+    for line, row in _csv_rows(path, skipinitialspace=True):
+        if not row or row[0].startswith("#"):
+            continue
+        if line == 1 and [c.strip().lower() for c in row[:2]] == ["path", "labels"]:
+            continue
+        if len(row) < 2:
+            rows.append((row[0].strip(), "", line))
+        else:
+            # An unquoted "a.wav,Speech,Music" arrives as 3 columns: labels are all but the path.
+            rows.append((row[0].strip(), ",".join(row[1:]), line))
     return rows

@@ -18,7 +18,10 @@ class SelectClips(keras.layers.Layer):
     (m + 0.5) * samples / frames, and clamped into [0, samples]. With
     `suppress_overlap`, after each pick the activations of every class in frames
     [m - o, m + o), o = window frames // 4, are zeroed so later classes look
-    elsewhere (the reference code's behaviour). `selection="random"` ignores the
+    elsewhere. `suppress_overlap="reference"` is the authors' exact rule: the
+    same, except that a pick whose window reaches the clip's end (start + window
+    >= samples) zeroes the last 2*o frames instead, and one clamped at the start
+    the first 2*o frames (GLAT_SPEC 3). `selection="random"` ignores the
     activations and draws uniformly random valid starts (the control experiment).
     Nothing here passes a gradient.
 
@@ -38,6 +41,9 @@ class SelectClips(keras.layers.Layer):
             raise ValueError(f"n_clips must be a positive int, got n_clips={n_clips!r}")
         if not tau > 0:
             raise ValueError(f"tau must be > 0 seconds, got tau={tau!r}")
+        if not (isinstance(suppress_overlap, bool) or suppress_overlap == "reference"):
+            raise ValueError(f"suppress_overlap must be True, False or 'reference', got "
+                             f"suppress_overlap={suppress_overlap!r}")
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got selection={selection!r}")
         self.n_clips = n_clips
@@ -75,12 +81,26 @@ class SelectClips(keras.layers.Layer):
             column = tf.reduce_sum(activations * picks[:, k, None, :], axis=2)  # (batch, frames)
             peak = tf.argmax(column, axis=1, output_type=tf.int32)  # (batch,)
             centre = (tf.cast(peak, tf.float32) + 0.5) * samples_per_frame
-            starts.append(tf.cast(tf.floor(centre - self.window / 2), tf.int32))
+            start = tf.cast(tf.floor(centre - self.window / 2), tf.int32)  # (batch,)
+            starts.append(start)
             if self.suppress_overlap and k + 1 < self.n_clips:
                 near = ((frame_index >= peak[:, None] - reach)
                         & (frame_index < peak[:, None] + reach))  # (batch, frames)
+                if self.suppress_overlap == "reference":
+                    near = self._reference_edges(near, start, frame_index, frames, reach,
+                                                 num_samples)
                 activations = activations * tf.cast(~near, activations.dtype)[:, :, None]
         return tf.stack(starts, axis=1)  # (batch, N)
+
+    def _reference_edges(self, near, start, frame_index, frames, reach, num_samples):
+        """The authors' region_select: a window clamped to an edge suppresses that edge."""
+        # Their test is index_r >= duration_all, so a window ending exactly at the end counts.
+        at_end = (start + self.window >= num_samples)[:, None]  # (batch, 1)
+        at_start = (start < 0)[:, None] & ~at_end
+        # maps[:, -2*o:] = 0: with o = 0 the slice -0: is the whole map, zeroed as theirs is.
+        last = frame_index >= tf.where(reach > 0, frames - 2 * reach, 0)  # (1, frames)
+        first = frame_index < 2 * reach  # maps[:, :2*o] = 0
+        return tf.where(at_end, last, tf.where(at_start, first, near))  # (batch, frames)
 
     def _random_starts(self, batch, num_samples):
         draw = keras.random.uniform((batch, self.n_clips), seed=self._rng)
