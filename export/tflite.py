@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
 import tensorflow as tf
 
+from edge_runtime import glue
+from edge_runtime.contract import ExportMetadata, Label, StreamingPlan
 from export import litert_convert
 from export.labels import label_rows, model_facts
 
-FORMAT = "glat-tf-litert/1"
 VARIANTS = ("f32", "f16", "dyn", "int8")
 DEFAULT_WINDOW_SECONDS = 10.0
 # Kept float32 in every variant: the log-mel (int8 log-mel was 0.5-3.6 nats off on quiet
@@ -22,21 +22,22 @@ INT8_FLOAT_OPS = ("LOGISTIC",)
 
 
 def global_function(model):
-    """waveform (1, window) -> clipwise (1, L), framewise (1, T', L), clip_starts, selected_classes."""
+    """waveform (1, window) -> global (1, L), framewise (1, T', L), clip_starts (1, N) int32
+    samples, selected_classes (1, N)."""
     def serve(waveform):
         out = model.global_backbone(waveform, training=False)
         clipwise = tf.sigmoid(out["clipwise_logits"])  # (1, L)
         framewise = tf.sigmoid(out["framewise_logits"])  # (1, T', L)
         _, starts, classes = model.select(waveform, clipwise, framewise)
-        return {"clipwise": clipwise, "framewise": framewise, "clip_starts": starts,
+        return {"global": clipwise, "framewise": framewise, "clip_starts": starts,
                 "selected_classes": classes}
     return serve
 
 
 def local_function(model):
-    """crops (N, crop_samples) -> clipwise (N, L)."""
+    """crops (N, crop_samples) -> per_clip (N, L)."""
     def serve(crops):
-        return {"clipwise": tf.sigmoid(model.local_backbone(crops, training=False)
+        return {"per_clip": tf.sigmoid(model.local_backbone(crops, training=False)
                                        ["clipwise_logits"])}
     return serve
 
@@ -58,7 +59,7 @@ def calibration_inputs(model, stream: str, clips: np.ndarray) -> list[np.ndarray
         batch = clips[start:start + 16]
         starts = model(batch, training=False)["clip_starts"].numpy()  # (batch, N)
         for clip, row in zip(batch, starts):
-            inputs.append(np.stack([clip[s:s + model.window] for s in row]))
+            inputs.append(glue.cut_crops(clip, row, model.window))
     return inputs
 
 
@@ -146,20 +147,22 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
         grid = plan(model, window_samples)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, **model_facts(model, window_samples),
-            "labels": label_rows(labels), "variants": {}, "fusion": "max_mean"}
+    files = {variant: {} for variant in variants}
     for stream in ("global", "local"):
         converted = convert_variants(model, stream, variants, window_samples, calibration)
         for variant, flatbuffer in converted.items():
             name = f"{stream}_{variant}.tflite"
             (out / name).write_bytes(flatbuffer)
-            meta["variants"].setdefault(variant, {})[stream] = name
+            files[variant][stream] = name
     if streaming:
-        export_streaming(model, out, variants, grid, window_samples, calibration,
-                         meta["variants"])
-        meta["streaming"] = grid
-    (out / "metadata.json").write_text(json.dumps(meta, indent=1))
-    return meta
+        export_streaming(model, out, variants, grid, window_samples, calibration, files)
+    meta = ExportMetadata(**model_facts(model, window_samples), selection=model.selection,
+                          labels=tuple(Label(**row) for row in label_rows(labels)), variants=files,
+                          streaming=StreamingPlan(**grid) if streaming else None)
+    # Written through the contract's reader, so what export writes is what the runtime reads.
+    meta = ExportMetadata.from_json(meta.to_json(), str(out / "metadata.json"))
+    meta.write(out)
+    return meta.to_dict()
 
 
 # The heads are about 1% of a hop's arithmetic: int8 activations there would only add error.
@@ -168,7 +171,7 @@ HEAD_VARIANT = {"f32": "f32", "f16": "f16", "dyn": "dyn", "int8": "dyn"}
 
 def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_samples: int,
                      calibration, files: dict) -> None:
-    """Writes the five streaming models per variant into `out` and their names into
+    """Writes the streaming models per variant into `out` and their names into
     `files[variant]`; `facts` is export/streaming.py's plan of the grid."""
     from export import streaming
     windows = None if calibration is None else fit_length(calibration, window_samples)
@@ -177,8 +180,7 @@ def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_sam
         wanted = sorted({HEAD_VARIANT[v] for v in variants}) if head else list(variants)
         inputs = None
         if "int8" in wanted:
-            inputs = (streaming.chunk_calibration(windows, facts) if part.endswith("_chunk")
-                      else streaming.crop_calibration(model, windows))
+            inputs = streaming.calibration(part, model, windows, facts)
         converted = convert_callable(fn, signature, backbone, wanted, inputs)
         for variant in variants:
             kind = HEAD_VARIANT[variant] if head else variant
@@ -226,55 +228,3 @@ def streaming_variety(windows: np.ndarray) -> np.ndarray:
     for i in range(2, len(windows), 4):  # -10 .. -40 dB
         windows[i] *= 10 ** (-10 * (1 + (i // 4) % 4) / 20)
     return windows
-
-
-def fuse(global_scores: np.ndarray, local_clipwise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The model's fusion in NumPy: local = max_mean over crops, fused = max_mean(global, local)."""
-    local = (local_clipwise.max(axis=0) + local_clipwise.mean(axis=0)) / 2
-    pair = np.stack([global_scores, local], axis=0)
-    return (pair.max(axis=0) + pair.mean(axis=0)) / 2, local
-
-
-class LitePair:
-    """The exported pair run as the device would: global window -> N crops -> local -> fusion.
-
-    Input: one window (window_samples,) float32, or (clips, window_samples) via `run_many`.
-    Output dict: fused/global/local (L,), clip_starts (N,) samples, selected_classes (N,),
-    per_crop (N, L) local probabilities.
-
-    Example:
-        pair = LitePair.from_dir("export_out", "int8", threads=1)
-        out = pair(waveform)  # waveform: (metadata["window_samples"],) float32
-        out["fused"].shape  # (L,)
-    """
-
-    def __init__(self, global_flatbuffer: bytes, local_flatbuffer: bytes, crop_samples: int,
-                 threads: int = 1):
-        self.global_runner = litert_convert.signature_runner(global_flatbuffer, threads)
-        self.local_runner = litert_convert.signature_runner(local_flatbuffer, threads)
-        self.crop_samples = crop_samples
-
-    @classmethod
-    def from_dir(cls, out_dir, variant: str, threads: int = 1) -> "LitePair":
-        out = pathlib.Path(out_dir)
-        meta = json.loads((out / "metadata.json").read_text())
-        if variant not in meta["variants"]:
-            raise ValueError(f"{out} has variants {sorted(meta['variants'])}, not {variant!r}")
-        files = meta["variants"][variant]
-        return cls((out / files["global"]).read_bytes(), (out / files["local"]).read_bytes(),
-                   meta["crop_samples"], threads)
-
-    def __call__(self, waveform: np.ndarray) -> dict[str, np.ndarray]:
-        waveform = np.asarray(waveform, np.float32)
-        g = self.global_runner(waveform=waveform[None])
-        starts = g["clip_starts"][0]
-        crops = np.stack([waveform[s:s + self.crop_samples] for s in starts])  # (N, crop)
-        per_crop = self.local_runner(crops=crops)["clipwise"]  # (N, L)
-        fused, local = fuse(g["clipwise"][0], per_crop)
-        return {"fused": fused, "global": g["clipwise"][0], "local": local,
-                "clip_starts": starts, "selected_classes": g["selected_classes"][0],
-                "per_crop": per_crop}
-
-    def run_many(self, waveforms: np.ndarray) -> dict[str, np.ndarray]:
-        outs = [self(w) for w in waveforms]
-        return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
