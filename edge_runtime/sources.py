@@ -183,9 +183,9 @@ class MicSource:
                  timeout: float = 5.0):
         try:
             import sounddevice
-        except ImportError as err:
-            raise RuntimeError("microphone input needs the sounddevice package: "
-                               "pip install sounddevice") from err
+        except (ImportError, OSError) as err:  # OSError: installed, but no PortAudio library
+            raise RuntimeError(f"microphone input needs the sounddevice package and PortAudio "
+                               f"({err}): pip install sounddevice") from err
         self._sd = sounddevice
         if sample_rate is None:
             sample_rate = int(sounddevice.query_devices(device, "input")["default_samplerate"])
