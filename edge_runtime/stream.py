@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge_runtime.stream",
         description="Tag an audio stream with an exported GL-AT LiteRT model; one JSON line per hop. "
-                    f"Default mode: {DEFAULT_MODE} when the export has its models, else exact.")
+                    f"Default mode: {DEFAULT_MODE} (--exact or --streaming choose).")
     p.add_argument("--export", required=True,
                    help="the folder glat-export tflite wrote (metadata.json and the models)")
     p.add_argument("--variant", default="int8",
