@@ -69,27 +69,6 @@ def test_feature_stream_keeps_what_the_whole_stream_gives(hops):
     assert model.calls <= most_calls
 
 
-def test_select_windows_is_select_clips_on_the_grid():
-    import tensorflow as tf
-    from glat_tf.layers.select_clips import SelectClips
-    rng = np.random.default_rng(1)
-    frames, classes, crop, stride = 25, 7, 6, 5120
-    for trial in range(20):
-        clipwise = rng.uniform(size=classes).astype(np.float32)
-        if trial % 4 == 0:
-            clipwise[3] = clipwise[5]  # a tie: the lower index goes first, as in top_k
-        framewise = rng.uniform(size=(frames, classes)).astype(np.float32)
-        for suppress in (True, False):
-            select = SelectClips(n_clips=3, tau=crop * stride / RATE, sample_rate=RATE,
-                                 suppress_overlap=suppress)
-            _, starts, chosen = select(tf.zeros([1, frames * stride]), clipwise[None],
-                                       framewise[None])
-            got_classes, got_starts = glue.select(clipwise, framewise, 3, crop, frames, suppress)
-            np.testing.assert_array_equal(got_classes, chosen.numpy()[0])
-            # SelectClips centres on the peak in samples; the grid floors that start.
-            np.testing.assert_array_equal(got_starts, starts.numpy()[0] // stride)
-
-
 # ---------------------------------------------------------------- the exported tiny model
 
 def keras_reference(model, meta, audio, stream_end, crop_exact):
