@@ -60,7 +60,10 @@ def test_tflite_command_and_report(saved, tmp_path, capsys):
     assert meta["window_samples"] == WINDOW and list(meta["variants"]) == ["f32"]
     files = meta["variants"]["f32"]
     assert sorted(files) == ["global", "global_chunk", "global_head", "local", "local_chunk",
-                             "local_crop", "local_edge", "local_head"]
+                             "local_crop", "local_head"]
+    # A 0.5 s crop is 3 grid features, fewer than both margins (2 + 2): no local_edge model,
+    # the runtime scores crops with local_crop (tests/test_edge_streaming covers the edges).
+    assert meta["streaming"]["crop_features"] == 3 and meta["streaming"]["edge_samples"] == 0
     assert all((out / name).stat().st_size > 0 for name in files.values())
     assert meta["streaming"]["stride_samples"] == 16 * 320  # cnn10_tiny pools time 4 times
     assert [row["display_name"] for row in meta["labels"]] == list(tiny_labels().names)
