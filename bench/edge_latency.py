@@ -90,8 +90,9 @@ def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops
     (variant, files), = meta.variants.items()
     streaming = mode == "streaming"
     tagger = Tagger.from_export(pair_dir, variant, mode, threads, crop_budget)
+    crops = EDGE_PART if EDGE_PART in files else "local_crop"  # what scores a new crop
     used = [files[p] for p in (("global_chunk", "local_chunk", "global_head", "local_head",
-                                EDGE_PART) if streaming else ("global", "local"))]
+                                crops) if streaming else ("global", "local"))]
     events = StreamTagger(tagger, hop).run(FileSource(stream_wav))
     per_hop, cpu = [], []
     for _ in range(hops + WARMUP_HOPS):
