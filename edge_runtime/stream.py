@@ -40,7 +40,7 @@ class StreamTagger:
     model's rate; a block that crosses a hop boundary is split there, so hop k's
     window is exactly the stream's samples [k*hop - window, k*hop) (zeros before
     0: `partial`). The buffer holds what the tagger asks for (`history_samples`:
-    the window, or more for a StreamingTagger). At the end of the stream, audio since the last hop gets one
+    the window, or more in streaming mode). At the end of the stream, audio since the last hop gets one
     more event. Memory is constant whatever the stream's length.
 
     Example:
