@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from edge_runtime.tagger import CROP_BUDGET  # noqa: E402 (numpy-only)
+
 RESULTS = pathlib.Path(__file__).parent / "results"
 WARMUP_HOPS = 2  # the first invocations allocate and plan XNNPACK: not steady state
 
@@ -61,13 +63,14 @@ def build(args, variants) -> dict[str, pathlib.Path]:
 
 
 def _has_streaming(path: pathlib.Path) -> bool:
-    """An exported pair with every streaming model (older exports lack some: redo them)."""
-    from edge_runtime.streaming import PARTS
-    if not path.is_file():
+    """An export of this version with every streaming model (older ones: redo them)."""
+    from edge_runtime.contract import EDGE_PART, STREAMING_PARTS, ExportMetadata
+    try:
+        meta = ExportMetadata.read(path)
+    except ValueError:
         return False
-    meta = json.loads(path.read_text())
-    return "streaming" in meta and all(p in files for files in meta["variants"].values()
-                                       for p in PARTS)
+    return meta.streaming is not None and all(
+        p in files for files in meta.variants.values() for p in (*STREAMING_PARTS, EDGE_PART))
 
 
 def _peak_rss_mb() -> float:
@@ -80,17 +83,17 @@ def _peak_rss_mb() -> float:
 def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops: int,
             hop: float, core: int | None, mode: str, crop_budget: int) -> dict:
     """Runs in a fresh process (no TensorFlow loaded), pinned to one core."""
-    from edge_runtime import FileSource, StreamTagger, read_metadata
-    from edge_runtime.stream import make_tagger
-    from edge_runtime.streaming import PARTS
+    from edge_runtime import FileSource, StreamTagger, Tagger, read_metadata
+    from edge_runtime.contract import EDGE_PART
     if core is not None:
         os.sched_setaffinity(0, {core})
     meta = read_metadata(pair_dir)
-    (variant, files), = meta["variants"].items()
+    (variant, files), = meta.variants.items()
     streaming = mode == "streaming"
-    tagger = make_tagger(pair_dir / files["global"], pair_dir / files["local"], meta, threads,
-                         streaming, crop_budget)
-    used = [files[p] for p in (PARTS if streaming else ("global", "local"))]
+    tagger = Tagger.from_export(pair_dir, variant, mode, threads, crop_budget)
+    crops = EDGE_PART if EDGE_PART in files else "local_crop"  # what scores a new crop
+    used = [files[p] for p in (("global_chunk", "local_chunk", "global_head", "local_head",
+                                crops) if streaming else ("global", "local"))]
     events = StreamTagger(tagger, hop).run(FileSource(stream_wav))
     per_hop, cpu = [], []
     for _ in range(hops + WARMUP_HOPS):
@@ -119,8 +122,8 @@ def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops
             "real_time_factor": float(steady.sum() / (len(steady) * hop)),
             "peak_rss_mb": _peak_rss_mb(),
             "size_mb": sum((pair_dir / f).stat().st_size for f in used) / 2**20,
-            "window_s": meta["window_samples"] / meta["sample_rate"], "n_clips": meta["n_clips"],
-            "tau": meta["tau"], "backbone": meta["backbone"]}
+            "window_s": meta.window_samples / meta.sample_rate, "n_clips": meta.n_clips,
+            "tau": meta.tau, "backbone": meta.backbone}
 
 
 def table(rows) -> str:
@@ -165,7 +168,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="f32,f16,dyn,int8")
     p.add_argument("--modes", default="exact,streaming",
                    help="exact (whole window + N crops per hop) and/or streaming (chunks)")
-    p.add_argument("--crop-budget", type=int, default=2,
+    p.add_argument("--crop-budget", type=int, default=CROP_BUDGET,
                    help="streaming: new local crops per hop at most (the runtime's default 2)")
     p.add_argument("--threads", default="1", help="comma-separated thread counts")
     p.add_argument("--hops", type=int, default=30, help="timed hops per variant")

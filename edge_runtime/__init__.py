@@ -1,13 +1,13 @@
 """Streaming GL-AT audio tagging on LiteRT: numpy, ai-edge-litert, soundfile and soxr only, never TensorFlow."""
 
+from edge_runtime.contract import ExportMetadata, StreamingPlan
 from edge_runtime.ring_buffer import RingBuffer
 from edge_runtime.sources import ArraySource, Conditioner, FileSource, MicSource, PcmSource
-from edge_runtime.streaming import StreamingTagger
 from edge_runtime.tagger import HopResult, Tagger
 
 _FROM_STREAM = ("Event", "StreamTagger", "read_metadata")
-__all__ = ["ArraySource", "Conditioner", "FileSource", "HopResult", "MicSource", "PcmSource",
-           "RingBuffer", "StreamingTagger", "Tagger", *_FROM_STREAM]
+__all__ = ["ArraySource", "Conditioner", "ExportMetadata", "FileSource", "HopResult", "MicSource",
+           "PcmSource", "RingBuffer", "StreamingPlan", "Tagger", *_FROM_STREAM]
 
 
 def __getattr__(name):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from typing import Iterable, Iterator
@@ -12,32 +11,15 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from edge_runtime.cli_errors import one_line_errors
+from edge_runtime.contract import ExportMetadata
 from edge_runtime.ring_buffer import RingBuffer
 from edge_runtime.sources import PCM_FORMATS, Conditioner, open_source
-from edge_runtime.streaming import CROP_BUDGET, PARTS, StreamingTagger
-from edge_runtime.tagger import HopResult, Tagger, check_metadata
+from edge_runtime.tagger import CROP_BUDGET, DEFAULT_MODE, HopResult, Tagger
 
 
-def read_metadata(model_path, metadata_path=None) -> dict:
-    """metadata.json beside `model_path` (a .tflite file or their folder), or at `metadata_path`."""
-    model_path = os.fspath(model_path)
-    if metadata_path:
-        path = os.fspath(metadata_path)
-    elif os.path.isdir(model_path):
-        path = os.path.join(model_path, "metadata.json")
-    elif model_path.endswith(".json"):
-        path = model_path
-    else:
-        path = os.path.join(os.path.dirname(model_path) or ".", "metadata.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"no metadata.json at {path}: the export writes it beside the models "
-                         f"(or pass --metadata)") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    return check_metadata(meta, path)
+def read_metadata(folder) -> ExportMetadata:
+    """The validated metadata.json of an export folder (or of the file itself)."""
+    return ExportMetadata.read(folder)
 
 
 @dataclasses.dataclass
@@ -48,6 +30,8 @@ class Event:
     partial: bool
     result: HopResult
     nan_samples: int = 0
+    final: bool = False  # the answer for the whole input at its end (run(final=True))
+    window_start: float | None = None  # stream seconds of the window's first sample
 
 
 class StreamTagger:
@@ -57,7 +41,7 @@ class StreamTagger:
     model's rate; a block that crosses a hop boundary is split there, so hop k's
     window is exactly the stream's samples [k*hop - window, k*hop) (zeros before
     0: `partial`). The buffer holds what the tagger asks for (`history_samples`:
-    the window, or more for a StreamingTagger). At the end of the stream, audio since the last hop gets one
+    the window, or more in streaming mode). At the end of the stream, audio since the last hop gets one
     more event. Memory is constant whatever the stream's length.
 
     Example:
@@ -105,8 +89,14 @@ class StreamTagger:
                 self._since_hop = 0
                 yield self._event()
 
-    def run(self, source, sample_rate: int | None = None) -> Iterator[Event]:
-        """Events for every hop of `source` (an iterable of blocks with a `sample_rate`)."""
+    def run(self, source, sample_rate: int | None = None, final: bool = False) -> Iterator[Event]:
+        """Events for every hop of `source` (an iterable of blocks with a `sample_rate`).
+
+        With `final` (a file, or any finite input), the stream's end gets a non-partial
+        answer for the whole input: when the input is shorter than the window, one more
+        event, the exact pipeline on the input zero-padded at its end (as the SavedModel
+        scores the same padded file); otherwise the last event, whose window ends there.
+        """
         rate = sample_rate or getattr(source, "sample_rate", None)
         if rate is None:
             raise ValueError("the source has no sample_rate: pass sample_rate=")
@@ -115,59 +105,68 @@ class StreamTagger:
         self.tagger.reset()
         self._since_hop = 0
         self._repaired = {}  # hop index -> frames of non-finite input replaced in it
-        for block in source:
-            yield from self._push(self._condition(conditioner, block))
-        yield from self._push(conditioner.flush())
-        if self._since_hop:
-            # The stream ended between hops: its last audio still gets tagged.
-            self._since_hop = 0
-            yield self._event(last=True)
+        held = None  # the newest event, held back until we know whether it is the last
 
-    def lines(self, source: Iterable, top_k: int = 5, sample_rate: int | None = None):
-        for event in self.run(source, sample_rate):
+        def events():
+            for block in source:
+                yield from self._push(self._condition(conditioner, block))
+            yield from self._push(conditioner.flush())
+            if self._since_hop:
+                # The stream ended between hops: its last audio still gets tagged.
+                self._since_hop = 0
+                yield self._event(last=True)
+        for event in events():
+            if not final:
+                yield event  # live: never hold an answer back
+                continue
+            if held is not None:
+                yield held
+            held = event
+        if final and 0 < self.ring.total < self.tagger.window_samples:
+            if held is not None:
+                yield held
+            heard = self.ring.window()[self.ring.capacity - self.ring.total:]
+            held = Event(self.ring.total / self.sample_rate, False, self.tagger.final(heard),
+                         window_start=0.0)
+        if held is not None:
+            yield dataclasses.replace(held, final=final and not held.partial)
+
+    def lines(self, source: Iterable, top_k: int = 5, sample_rate: int | None = None,
+              final: bool = False):
+        for event in self.run(source, sample_rate, final):
             yield self.tagger.json_line(event.result, event.time, event.partial, top_k,
-                                        event.nan_samples)
-
-
-def make_tagger(global_model, local_model, meta: dict, threads: int = 1,
-                streaming: bool = False, crop_budget: int = CROP_BUDGET) -> Tagger:
-    """The exact pair's Tagger, or the StreamingTagger of the same variant's streaming models."""
-    if not streaming:
-        return Tagger(global_model, local_model, meta, threads=threads)
-    name = os.path.basename(os.fspath(global_model))
-    found = [files for files in meta.get("variants", {}).values() if files.get("global") == name]
-    if not found:
-        raise ValueError(f"metadata.json lists no variant whose global model is {name}")
-    missing = [p for p in PARTS if p not in found[0]]
-    if missing:
-        raise ValueError(f"{name}'s variant has no streaming models {missing}: export with "
-                         "glat-export tflite --streaming")
-    folder = os.path.dirname(os.fspath(global_model))
-    return StreamingTagger({p: os.path.join(folder, found[0][p]) for p in PARTS}, meta, threads,
-                           crop_budget)
+                                        event.nan_samples, event.window_start, event.final)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge_runtime.stream",
-        description="Tag an audio stream with an exported GL-AT LiteRT pair; one JSON line per hop.")
-    p.add_argument("--global", dest="global_model", required=True, help="global_<variant>.tflite")
-    p.add_argument("--local", dest="local_model", required=True, help="local_<variant>.tflite")
+        description="Tag an audio stream with an exported GL-AT LiteRT model; one JSON line per hop. "
+                    f"Default mode: {DEFAULT_MODE} (--exact or --streaming choose).")
+    p.add_argument("--export", required=True,
+                   help="the folder glat-export tflite wrote (metadata.json and the models)")
+    p.add_argument("--variant", default="int8",
+                   help="which exported variant to run: f32, f16, dyn or int8 (default int8)")
     p.add_argument("--input", required=True, help="an audio file, '-' for raw PCM on stdin, or 'mic'")
     p.add_argument("--hop", type=float, default=1.0, help="seconds between outputs (default 1.0)")
     p.add_argument("--threads", type=int, default=1, help="LiteRT threads per model (default 1)")
     p.add_argument("--top-k", type=int, default=5, help="labels per line (default 5)")
     p.add_argument("--offline", action="store_true",
                    help="read a file as fast as possible instead of in real time")
-    p.add_argument("--streaming", action="store_true",
-                   help="run the feature-streaming models of --global's variant (exported with "
-                        "glat-export tflite --streaming): a short chunk per hop instead of the "
-                        "whole window and N crops")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--exact", dest="mode", action="store_const", const="exact",
+                      help="the exact mode: the global model on the whole window and the local "
+                           "model on N crops every hop")
+    mode.add_argument("--streaming", dest="mode", action="store_const", const="streaming",
+                      help="the streaming mode (export --streaming): backbones on a short chunk "
+                           "per hop, exact crop scores within a budget")
+    p.set_defaults(mode="auto")
     p.add_argument("--crop-budget", type=int, default=CROP_BUDGET,
-                   help=f"with --streaming: new local crops run per hop at most (default "
-                        f"{CROP_BUDGET}); "
-                        "other picks are scored from local features until their turn")
-    p.add_argument("--metadata", help="metadata.json (default: beside --global)")
+                   help=f"streaming: new local crops scored per hop at most (default "
+                        f"{CROP_BUDGET}); other picks are scored from local features until "
+                        "their turn")
+    p.add_argument("--no-final", dest="final", action="store_false",
+                   help="no final answer for the whole input at the end of a file or stdin")
     p.add_argument("--rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")
     p.add_argument("--format", default="s16le", choices=sorted(PCM_FORMATS),
                    help="sample format of raw PCM on stdin (default s16le)")
@@ -182,9 +181,8 @@ def main(argv=None) -> int:
     try:
         if args.top_k < 1:
             raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-        meta = read_metadata(args.global_model, args.metadata)
-        tagger = make_tagger(args.global_model, args.local_model, meta, args.threads,
-                             args.streaming, args.crop_budget)
+        tagger = Tagger.from_export(args.export, args.variant, args.mode, args.threads,
+                                    args.crop_budget)
         stream = StreamTagger(tagger, args.hop)
         if stream.hop_samples > tagger.window_samples:
             print(f"warning: hop {args.hop} s is longer than the window "
@@ -193,7 +191,8 @@ def main(argv=None) -> int:
         source = open_source(args.input, paced=not args.offline,
                              pcm_rate=args.rate or tagger.sample_rate, pcm_format=args.format,
                              pcm_channels=args.channels, device=args.device)
-        for line in stream.lines(source, args.top_k):
+        final = args.final and args.input != "mic"
+        for line in stream.lines(source, args.top_k, final=final):
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
         dropped = getattr(source, "dropped_bytes", 0)

@@ -1,33 +1,40 @@
-"""One GL-AT hop on LiteRT: global model, the N windows it picks, local model on them as a batch, fusion."""
+"""The one GL-AT pipeline of the edge runtime: features -> global head -> select -> local
+scores (crop cache) -> fuse, over a feature source that is either the whole window (exact
+mode) or the stream's feature grid (streaming mode, edge_runtime/streaming.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import pathlib
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
-METADATA_FORMAT = "glat-tf-litert/1"
-REQUIRED_KEYS = ("backbone", "sample_rate", "window_samples", "crop_samples", "n_clips", "tau",
-                 "num_classes", "labels", "fusion")
-GLOBAL_OUTPUTS = ("clipwise", "framewise", "clip_starts", "selected_classes")
+from edge_runtime import glue
+from edge_runtime.contract import ExportMetadata
+from edge_runtime.features import BatchCrops, CropCache, WindowFeatures
+from edge_runtime.lite import LiteModel
+from edge_runtime.streaming import streaming_parts
 
-
-def max_mean(scores: np.ndarray, axis: int) -> np.ndarray:
-    """PANNs' pooling P, as in glat_tf: (max + mean) / 2 along `axis`."""
-    return (scores.max(axis=axis) + scores.mean(axis=axis, dtype=np.float32)) / np.float32(2)
+MODES = ("exact", "streaming")
+# The mode a Tagger runs when none is asked for. Streaming becomes it once its fused mAP on
+# the demo eval clips is within 0.005 of the exact mode's (glat-export report; README).
+DEFAULT_MODE = "exact"
+# New local crops per hop at most in streaming mode: bounds a hop's time (bench/edge_latency.py).
+CROP_BUDGET = 2
 
 
 @dataclasses.dataclass
 class HopResult:
     """Scores of one window: `global_`, `local`, `fused` (L,), `framewise` (T', L),
-    `starts` (N,) samples from the window's start, `classes` (N,); in streaming mode
-    `crop_exact` (N,) tells which picks the local model scored on their crop."""
+    `starts` (N,) samples from the window's start, `classes` (N,), `crop_exact` (N,):
+    which picks the local model scored on their crop (the rest, in streaming mode, from
+    the local features of the window while waiting for their turn). A backbone-only
+    export has no picks and `local` None."""
 
     global_: np.ndarray
-    local: np.ndarray
+    local: np.ndarray | None
     fused: np.ndarray
     framewise: np.ndarray
     starts: np.ndarray
@@ -35,150 +42,147 @@ class HopResult:
     crop_exact: np.ndarray | None = None
 
 
-def _metadata_error(path, message):
-    return ValueError(f"{path}: {message}")
-
-
-def check_metadata(meta: dict, path="metadata") -> dict:
-    """Validates an exported pair's metadata.json (contract glat-tf-litert/1); returns it."""
-    if not isinstance(meta, dict) or meta.get("format") != METADATA_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise _metadata_error(path, f"format must be {METADATA_FORMAT!r}, got {found!r}")
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise _metadata_error(path, f"missing keys {missing}")
-    if meta["fusion"] != "max_mean":
-        raise _metadata_error(path, f"unknown fusion {meta['fusion']!r} (this runtime does max_mean)")
-    if len(meta["labels"]) != meta["num_classes"]:
-        raise _metadata_error(path, f"{len(meta['labels'])} labels for num_classes="
-                                    f"{meta['num_classes']}")
-    if not 0 < meta["crop_samples"] <= meta["window_samples"]:
-        raise _metadata_error(path, f"need 0 < crop_samples <= window_samples, got "
-                                    f"{meta['crop_samples']} and {meta['window_samples']}")
-    return meta
-
-
-class LiteModel:
-    """A LiteRT signature runner with its one input's shape checked and (de)quantization handled."""
-
-    def __init__(self, model, threads: int, expect_shape, outputs, what: str):
-        source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {
-            "model_path": os.fspath(model)}
-        try:
-            interpreter = Interpreter(num_threads=threads, **source)
-            self.runner = interpreter.get_signature_runner("serving_default")
-        except (ValueError, RuntimeError) as err:
-            raise ValueError(f"{what} model {source.get('model_path', '<bytes>')}: {err}") from err
-        inputs = self.runner.get_input_details()
-        if len(inputs) != 1:
-            raise ValueError(f"{what} model must take one input, it takes {sorted(inputs)}")
-        (self.input_name, self.input), = inputs.items()
-        shape = tuple(int(d) for d in self.input["shape"])
-        if shape != tuple(expect_shape):
-            raise ValueError(f"{what} model takes input {self.input_name} of shape {list(shape)}, "
-                             f"but metadata.json says {list(expect_shape)}")
-        self.output = self.runner.get_output_details()
-        missing = [name for name in outputs if name not in self.output]
-        if missing:
-            raise ValueError(f"{what} model lacks outputs {missing}; it has {sorted(self.output)}")
-
-    def __call__(self, x: np.ndarray) -> dict:
-        scale, zero = self.input["quantization"]
-        if scale:  # an integer input tensor: quantize as the converter said
-            info = np.iinfo(self.input["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
-        out = self.runner(**{self.input_name: x})
-        for name, value in out.items():
-            scale, zero = self.output[name]["quantization"]
-            if scale and np.issubdtype(value.dtype, np.integer) and value.dtype.itemsize == 1:
-                out[name] = (value.astype(np.float32) - zero) * np.float32(scale)
-        return out
-
-
 class Tagger:
-    """GL-AT on one window with an exported LiteRT pair (no TensorFlow needed).
+    """GL-AT on an exported LiteRT folder, one window per call (no TensorFlow needed).
 
-    `tagger(window)` takes float32 (window_samples,) and returns a HopResult:
-    global scores, the N windows the global model chose cut from `window`, the
-    local model run on them as one (N, crop_samples) batch, fused by max_mean.
-    `record(...)` turns a result into the JSON line's dict.
+    `tagger(history, stream_end)` takes the stream's last `history_samples` samples
+    (zeros before it began) ending at stream sample `stream_end` and returns a HopResult.
+    `record(...)` / `json_line(...)` turn a result into the JSON line's dict / text.
 
     Example:
-        tagger = Tagger("global_f32.tflite", "local_f32.tflite", read_metadata("global_f32.tflite"))
-        result = tagger(np.zeros(tagger.window_samples, np.float32))
+        tagger = Tagger.from_export("lite/", variant="int8", mode="streaming")
+        result = tagger(np.zeros(tagger.history_samples, np.float32), stream_end=320000)
         result.fused.shape  # (num_classes,)
     """
 
-    def __init__(self, global_model, local_model, metadata: dict, threads: int = 1):
-        self._setup(metadata, threads)
-        self.global_model = LiteModel(global_model, threads, (1, self.window_samples),
-                                   GLOBAL_OUTPUTS, "global")
-        self.local_model = LiteModel(local_model, threads, (self.n_clips, self.crop_samples),
-                                  ("clipwise",), "local")
-        self._crops = np.zeros((self.n_clips, self.crop_samples), np.float32)
+    def __init__(self, meta: ExportMetadata, features, local: CropCache | None, mode: str,
+                 final=None):
+        self.meta, self.features, self.local, self.mode = meta, features, local, mode
+        self.sample_rate = meta.sample_rate
+        self.window_samples = meta.window_samples
+        self.crop_samples = meta.crop_samples
+        self.n_clips = meta.n_clips
+        self.num_classes = meta.num_classes
+        self.labels = meta.label_names
+        self.history_samples = max(meta.window_samples, features.history_samples)
+        self._final = final  # builds the exact Tagger that answers for a whole short input
 
-    def _setup(self, metadata: dict, threads: int) -> None:
-        meta = check_metadata(metadata)
+    @classmethod
+    def from_export(cls, folder, variant: str = "int8", mode: str = "auto", threads: int = 1,
+                    crop_budget: int = CROP_BUDGET) -> "Tagger":
+        """The Tagger of `variant` in `mode` ("exact", "streaming", or "auto": the default
+        mode if the export has its models, else exact), files as metadata.json lists them."""
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.metadata = meta
-        self.sample_rate = int(meta["sample_rate"])
-        self.window_samples = int(meta["window_samples"])
-        self.crop_samples = int(meta["crop_samples"])
-        self.n_clips = int(meta["n_clips"])
-        self.num_classes = int(meta["num_classes"])
-        self.labels = [(str(item["display_name"]), str(item["mid"])) for item in meta["labels"]]
-        # The audio a call needs, ending at the stream's newest sample: here one window.
-        self.history_samples = self.window_samples
+        folder = pathlib.Path(os.fspath(folder))
+        meta = ExportMetadata.read(folder)
+        if mode == "auto":
+            has = meta.streaming is not None and "global_chunk" in meta.variants.get(variant, {})
+            mode = DEFAULT_MODE if has else "exact"
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES} or 'auto', got {mode!r}")
+
+        def final():
+            return cls.from_export(folder, variant, "exact", threads)
+        if mode == "exact":
+            files = meta.files(variant, ("global", "local") if meta.n_clips else ("global",))
+            model = LiteModel(folder / files["global"], threads, (1, meta.window_samples),
+                              ("global", "framewise"), "global")
+            local = None
+            if meta.n_clips:
+                local = CropCache(BatchCrops(LiteModel(
+                    folder / files["local"], threads, (meta.n_clips, meta.crop_samples),
+                    ("per_clip",), "local"), meta.n_clips, meta.crop_samples))
+            return cls(meta, WindowFeatures(model, meta), local, mode, final)
+        features, local = streaming_parts(folder, meta, variant, threads, crop_budget)
+        return cls(meta, features, local, mode, final)
 
     def reset(self) -> None:
-        """Forget the stream (nothing to forget: every window is tagged on its own)."""
+        """Forget the stream (feature buffers, crop cache)."""
+        self.features.reset()
+        if self.local is not None:
+            self.local.reset()
 
-    def __call__(self, window: np.ndarray, stream_end: int | None = None) -> HopResult:
-        window = np.asarray(window, dtype=np.float32)
-        if window.shape != (self.window_samples,):
-            raise ValueError(f"window must have shape ({self.window_samples},), got {window.shape}")
-        g = self.global_model(window[None, :])
-        global_scores = g["clipwise"][0].astype(np.float32)
-        if global_scores.shape != (self.num_classes,):
-            raise ValueError(f"global model gives {global_scores.shape[-1]} classes, metadata.json "
-                             f"says {self.num_classes}")
-        # The model already clamps; clamping again keeps a bad model from slicing out of range.
-        starts = np.clip(g["clip_starts"][0].astype(np.int64), 0,
-                         self.window_samples - self.crop_samples)
-        for i, start in enumerate(starts):
-            self._crops[i] = window[start:start + self.crop_samples]
-        per_clip = self.local_model(self._crops)["clipwise"].astype(np.float32)  # (N, L)
-        local_scores = max_mean(per_clip, axis=0)
-        fused = max_mean(np.stack([global_scores, local_scores]), axis=0)
-        return HopResult(global_scores, local_scores, fused, g["framewise"][0], starts,
-                         g["selected_classes"][0].astype(np.int64))
+    def __call__(self, history: np.ndarray, stream_end: int | None = None) -> HopResult:
+        history = np.asarray(history, dtype=np.float32)
+        if history.shape != (self.history_samples,):
+            raise ValueError(f"history must have shape ({self.history_samples},), got "
+                             f"{history.shape}")
+        if stream_end is None:
+            if self.mode != "exact":
+                raise ValueError("streaming needs stream_end: the stream's sample count at the "
+                                 "history's end")
+            self.reset()  # an independent window: nothing cached belongs to it
+            stream_end = self.window_samples
+        view = self.features(history, stream_end)
+        if view.global_.shape != (self.num_classes,):
+            raise ValueError(f"the global model gives {view.global_.shape[-1]} classes, "
+                             f"metadata.json says {self.num_classes}")
+        if not self.n_clips:
+            fused, _ = glue.fuse(view.global_, np.zeros((0, self.num_classes), np.float32))
+            empty = np.zeros(0, np.int64)
+            return HopResult(view.global_, None, fused, view.framewise, empty, empty,
+                             np.zeros(0, bool))
+        classes, starts = glue.select(view.global_, view.framewise, self.n_clips, view.crop,
+                                      view.length, self.meta.suppress_overlap)
+        # A crop is audio already heard: at the stream's end (streaming) it starts earlier.
+        latest = (stream_end - self.crop_samples) // view.unit * view.unit
+        begins = np.minimum(view.origin + starts * view.unit, latest)
+        per_clip, exact = self.local(history, stream_end, begins, starts, view.origin)
+        fused, local = glue.fuse(view.global_, per_clip)
+        offsets = begins - (stream_end - self.window_samples)
+        return HopResult(view.global_, local, fused, view.framewise, offsets, classes, exact)
+
+    def final(self, audio: np.ndarray) -> HopResult:
+        """The exact pipeline on a whole input shorter than the window, end-padded with
+        zeros as the SavedModel sees it after padding: starts count from the input's start."""
+        audio = np.asarray(audio, np.float32)
+        if len(audio) > self.window_samples:
+            raise ValueError(f"final() takes at most one window ({self.window_samples} "
+                             f"samples), got {len(audio)}")
+        exact = self if self.mode == "exact" else self._final()
+        window = np.zeros(self.window_samples, np.float32)
+        window[:len(audio)] = audio
+        exact.reset()
+        return exact(window, stream_end=self.window_samples)
 
     def record(self, result: HopResult, time: float, partial: bool, top_k: int = 5,
-               nan_samples: int = 0) -> dict:
+               nan_samples: int = 0, window_start: float | None = None,
+               final: bool = False) -> dict:
         """The JSON line of a window ending at stream `time` seconds.
 
-        Window times are in stream seconds, clamped at 0 while the window still
-        reaches before the stream's start (the zero padding of a partial window).
-        `nan_samples` (frames of non-finite input replaced by 0 since the last line)
-        is written only when non-zero.
+        Windows are in stream seconds (the model window's first sample at `window_start`,
+        default `time` minus the window), cut to the audio heard, [0, time]; a window with
+        none of it (all in a partial window's zero padding) is left out, never zero-length.
+        `nan_samples` (non-finite input frames replaced by 0 since the last line) is written
+        only when non-zero; `final` marks the answer for the whole input at its end.
         """
         order = np.argsort(-result.fused, kind="stable")[:max(0, top_k)]
-        top = [{"label": self.labels[i][0], "mid": self.labels[i][1],
-                "fused": round(float(result.fused[i]), 5),
-                "global": round(float(result.global_[i]), 5),
-                "local": round(float(result.local[i]), 5)} for i in order]
-        window_start = time - self.window_samples / self.sample_rate
+        top = []
+        for i in order:
+            entry = {"label": self.labels[i][0], "mid": self.labels[i][1],
+                     "fused": round(float(result.fused[i]), 5),
+                     "global": round(float(result.global_[i]), 5)}
+            if result.local is not None:
+                entry["local"] = round(float(result.local[i]), 5)
+            top.append(entry)
+        if window_start is None:
+            window_start = time - self.window_samples / self.sample_rate
         windows = []
         for start, cls in zip(result.starts, result.classes):
             begin = window_start + start / self.sample_rate
-            end = begin + self.crop_samples / self.sample_rate
-            windows.append({"label": self.labels[int(cls)][0], "start": round(max(begin, 0.0), 3),
-                            "end": round(max(end, 0.0), 3)})
+            end = min(begin + self.crop_samples / self.sample_rate, time)
+            begin = max(begin, 0.0)
+            if round(end, 3) > round(begin, 3):
+                windows.append({"label": self.labels[int(cls)][0], "start": round(begin, 3),
+                                "end": round(end, 3)})
         line = {"time": round(time, 3), "partial": bool(partial), "top": top, "windows": windows}
+        if final:
+            line["final"] = True
         if nan_samples:
             line["nan_samples"] = int(nan_samples)
         return line
 
     def json_line(self, *args, **kwargs) -> str:
         return json.dumps(self.record(*args, **kwargs), ensure_ascii=False)
+

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from edge_runtime import glue
+
 SCORES = ("fused", "global", "local")
 
 
@@ -53,7 +55,7 @@ def keras_outputs(model, waveforms: np.ndarray, batch: int = 8) -> dict[str, np.
     for start in range(0, len(waveforms), batch):
         clips = np.asarray(waveforms[start:start + batch], np.float32)
         out = {k: np.asarray(v) for k, v in model(clips, training=False).items()}
-        crops = np.stack([[w[s:s + model.window] for s in row]
+        crops = np.stack([glue.cut_crops(w, row, model.window)
                           for w, row in zip(clips, out["clip_starts"])])  # (batch, N, crop)
         logits = model.local_backbone(crops.reshape(-1, model.window), training=False)
         out["per_crop"] = tf.sigmoid(logits["clipwise_logits"]).numpy().reshape(
@@ -63,19 +65,11 @@ def keras_outputs(model, waveforms: np.ndarray, batch: int = 8) -> dict[str, np.
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def window_starts(frames: int, samples: int, crop_samples: int) -> np.ndarray:
-    """(frames,) start sample of the window centred on each frame, clamped as SelectClips does."""
-    per_frame = np.float32(samples) / np.float32(frames)
-    centres = (np.arange(frames, dtype=np.float32) + np.float32(0.5)) * per_frame
-    starts = np.floor(centres - np.float32(crop_samples / 2)).astype(np.int64)
-    return np.clip(starts, 0, samples - crop_samples)
-
-
 def equivalent_picks(reference: dict, got: dict, samples: int, crop_samples: int,
                      tie: float) -> np.ndarray:
     """(clips, N) bool: each of `got`'s picks is as good as Keras' by Keras' own scores."""
     framewise = reference["framewise"]  # (clips, frames, L) Keras activations
-    starts = window_starts(framewise.shape[1], samples, crop_samples)
+    starts = glue.window_starts(framewise.shape[1], samples, crop_samples)
     ok = np.zeros(got["clip_starts"].shape, bool)
     for b, k in np.ndindex(*ok.shape):
         ref_class, ref_start = reference["selected_classes"][b, k], reference["clip_starts"][b, k]
@@ -102,14 +96,17 @@ def saved_model_outputs(path, waveforms: np.ndarray, sample_rate: int) -> dict[s
     return out
 
 
-def litert_outputs(pair, waveforms: np.ndarray, reference: dict) -> dict[str, np.ndarray]:
-    """A LitePair's outputs on (clips, window), plus `same_crops`: its local model on the
-    crops Keras chose, (clips, N, L)."""
-    got = pair.run_many(waveforms)
-    crop = pair.crop_samples
-    got["same_crops"] = np.stack([
-        pair.local_runner(crops=np.stack([w[s:s + crop] for s in row]))["clipwise"]
-        for w, row in zip(np.asarray(waveforms, np.float32), reference["clip_starts"])])
+def litert_outputs(tagger, waveforms: np.ndarray, reference: dict) -> dict[str, np.ndarray]:
+    """The edge runtime's exact-mode Tagger on (clips, window), each clip on its own, plus
+    `same_crops`: its local model on the crops Keras chose, (clips, N, L)."""
+    rows, same = [], []
+    for waveform, starts in zip(np.asarray(waveforms, np.float32), reference["clip_starts"]):
+        result = tagger(waveform)  # no stream_end: an independent window
+        rows.append({"fused": result.fused, "global": result.global_, "local": result.local,
+                     "clip_starts": result.starts, "selected_classes": result.classes})
+        same.append(tagger.local.scorer(waveform, 0, [int(s) for s in starts]))
+    got = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    got["same_crops"] = np.stack(same)
     return got
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from edge_runtime import glue
+
 
 def stream_inputs(model, stream: str, clips: np.ndarray) -> list[np.ndarray]:
     """Representative inputs of one stream: whole windows, or the crops the model picks in them."""
@@ -17,13 +19,24 @@ def stream_inputs(model, stream: str, clips: np.ndarray) -> list[np.ndarray]:
         batch = clips[start:start + 16]
         starts = model.global_stage(tf.constant(batch))["clip_starts"].numpy()  # (batch, N)
         for clip, row in zip(batch, starts):
-            inputs.append(np.stack([clip[s:s + model.window] for s in row]))
+            inputs.append(glue.cut_crops(clip, row, model.window))
     return inputs
 
 
 def crop_inputs(model, windows: np.ndarray) -> list[np.ndarray]:
     """One-crop inputs: the crops the model picks in the calibration windows."""
     return [crop[None] for crops in stream_inputs(model, "local", windows) for crop in crops]
+
+
+def streaming_inputs(part: str, model, windows: np.ndarray, facts: dict) -> list[np.ndarray]:
+    """int8 calibration inputs of one streaming part (export/streaming.py's parts)."""
+    if part.endswith("_chunk"):
+        return chunk_inputs(windows, facts)
+    if part == "local_edge":  # a crop's two ends, as the runtime cuts them
+        length, offset = facts["edge_samples"], facts["edge_offset"]
+        return [np.stack([c[0, :length], c[0, offset:offset + length]])
+                for c in crop_inputs(model, windows)]
+    return crop_inputs(model, windows)
 
 
 def chunk_inputs(windows: np.ndarray, facts: dict, per_window: int = 2) -> list[np.ndarray]:

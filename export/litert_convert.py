@@ -12,12 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 
-def named_outputs(stage, names: dict):
-    """`stage` (a GlatModel stage) with its outputs under the exported signature's names,
-    {exported name: stage output key}; outputs not named are left out of the model."""
+def stage_outputs(stage, keys):
+    """`stage` (a GlatModel stage) returning only `keys` of its outputs: the exported
+    signature's output names are the stage's own; the rest is pruned from the model."""
     def serve(x):
         out = stage(x)
-        return {exported: out[key] for exported, key in names.items()}
+        return {key: out[key] for key in keys}
     return serve
 
 

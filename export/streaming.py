@@ -27,14 +27,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from export.litert_convert import named_outputs
+from export.litert_convert import stage_outputs
 
 # Chunk features written per run beyond the margins: one run covers a 1 s hop of CNN10.
 DEFAULT_ADVANCE_SECONDS = 1.0
 PROBE_FEATURES = 24  # features per probe chunk when measuring the margins
-# Exported output names of the heads and the crop model: {signature name: stage output}.
-GLOBAL_HEAD_OUTPUTS = {"clipwise": "global", "framewise": "framewise"}
-LOCAL_OUTPUTS = {"clipwise": "per_clip"}
+# Exported outputs of the heads and the crop model (the stages' own names).
+GLOBAL_HEAD_OUTPUTS = ("global", "framewise")
+LOCAL_OUTPUTS = ("per_clip",)
 
 
 class NotStreamable(ValueError):
@@ -98,26 +98,66 @@ def plan(model, window_samples: int, advance_seconds: float = DEFAULT_ADVANCE_SE
     if crop_features > window_features:
         raise NotStreamable(f"a crop of {crop_features} features does not fit the window's "
                             f"{window_features}")
-    return {"stride_samples": stride, "chunk_features": left + advance + right,
-            "clean_left": left, "clean_right": right, "window_features": window_features,
-            "crop_features": crop_features,
-            "channels": int(_features(g, np.zeros(stride * 4, np.float32)).shape[-1])}
+    facts = {"stride_samples": stride, "chunk_features": left + advance + right,
+             "clean_left": left, "clean_right": right, "window_features": window_features,
+             "crop_features": crop_features,
+             "channels": int(_features(g, np.zeros(stride * 4, np.float32)).shape[-1])}
+    return {**facts, **edges(l, model.window, facts)}
+
+
+def edges(backbone, crop_samples: int, facts: dict, seed: int = 1) -> dict:
+    """The local_edge entry of the plan, or {} when the backbone does not allow it.
+
+    A crop's features equal the stream's except its first clean_left and last
+    clean_right, which see the crop's edges. The edge model is the backbone on the
+    crop's first `edge_samples` and on its samples from `edge_offset` (a whole number of
+    grid steps, so the pooling lines up) to its end; both give `edge_features`. Checked
+    here on random audio: stitched features equal the crop's own within 1e-4 of scale.
+    """
+    stride, left, right = facts["stride_samples"], facts["clean_left"], facts["clean_right"]
+    size = facts["crop_features"]
+    skip = size - left - right
+    if skip < 0:
+        return {}
+    offset = skip * stride
+    length = crop_samples - offset
+    rng = np.random.default_rng(seed)
+    before = (left + right + 2) * stride  # a crop inside longer audio, on the grid
+    audio = (0.1 * rng.standard_normal(before + crop_samples + before)).astype(np.float32)
+    crop = audio[before:before + crop_samples]
+    own = _features(backbone, crop)
+    whole = _features(backbone, audio)[before // stride:before // stride + size]
+    first, last = _features(backbone, crop[:length]), _features(backbone, crop[offset:])
+    if first.shape != last.shape or first.shape[0] < left + right:
+        return {}
+    stitched = np.concatenate([first[:left], whole[left:size - right],
+                               last[last.shape[0] - right:]])
+    scale = float(np.abs(own).max()) or 1.0
+    if own.shape != stitched.shape or np.abs(own - stitched).max() > 1e-4 * scale:
+        return {}
+    return {"edge_samples": int(length), "edge_features": int(first.shape[0]),
+            "edge_offset": int(offset)}
 
 
 def parts(model, facts: dict) -> dict:
-    """{name: (function, input signature, backbone)} of the five streaming models, each a
-    GlatModel stage: the chunk (stream_features) and head of each stream, and the local
-    stage on one tau-second crop."""
+    """{name: (function, input signature, backbone)} of the streaming models, each a GlatModel
+    stage: the chunk (stream_features) and head of each stream, the local stage on one
+    tau-second crop, and (when the plan has an edge entry) the local features of a crop's
+    two ends."""
     stride, channels = facts["stride_samples"], facts["channels"]
     chunk = [tf.TensorSpec([1, facts["chunk_features"] * stride], tf.float32, name="waveform")]
     g, l = model.global_backbone, model.local_backbone
     return {
         "global_chunk": (lambda w: {"features": model.stream_features("global", w)}, chunk, g),
         "local_chunk": (lambda w: {"features": model.stream_features("local", w)}, chunk, l),
-        "global_head": (named_outputs(model.global_head, GLOBAL_HEAD_OUTPUTS), [tf.TensorSpec(
+        "global_head": (stage_outputs(model.global_head, GLOBAL_HEAD_OUTPUTS), [tf.TensorSpec(
             [1, facts["window_features"], channels], tf.float32, name="features")], g),
-        "local_head": (named_outputs(model.local_head, LOCAL_OUTPUTS), [tf.TensorSpec(
+        "local_head": (stage_outputs(model.local_head, LOCAL_OUTPUTS), [tf.TensorSpec(
             [model.n_clips, facts["crop_features"], channels], tf.float32, name="features")], l),
-        "local_crop": (named_outputs(model.local_stage, LOCAL_OUTPUTS), [tf.TensorSpec(
+        "local_crop": (stage_outputs(model.local_stage, LOCAL_OUTPUTS), [tf.TensorSpec(
             [1, model.window], tf.float32, name="crops")], l),
+        **({"local_edge": (lambda w: {"features": model.stream_features("local", w)},
+                           [tf.TensorSpec(
+            [2, facts["edge_samples"]], tf.float32, name="waveform")], l)}
+           if facts.get("edge_samples") else {}),
     }

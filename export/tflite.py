@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 
-import numpy as np
 import tensorflow as tf
 
+from edge_runtime.contract import ExportMetadata, Label, StreamingPlan
 from export import calibration as calibration_lib
 from export import litert_convert
 from export import streaming as streaming_lib
 from export.labels import label_rows, model_facts
 
-FORMAT = "glat-tf-litert/1"
 VARIANTS = ("f32", "f16", "dyn", "int8")
 DEFAULT_WINDOW_SECONDS = 10.0
 # Kept float32 in every variant: the log-mel (int8 log-mel was 0.5-3.6 nats off on quiet
@@ -24,18 +22,17 @@ INT8_FLOAT_OPS = ("LOGISTIC",)
 
 
 # The exported stages' outputs, by LiteRT signature output name: {signature name: stage output}.
-GLOBAL_OUTPUTS = {"clipwise": "global", "framewise": "framewise", "clip_starts": "clip_starts",
-                  "selected_classes": "selected_classes"}
+GLOBAL_OUTPUTS = ("global", "framewise", "clip_starts", "selected_classes")
 
 
 def global_function(model):
     """waveform (1, window) -> GlatModel.global_stage's scores and windows (not its crops)."""
-    return litert_convert.named_outputs(model.global_stage, GLOBAL_OUTPUTS)
+    return litert_convert.stage_outputs(model.global_stage, GLOBAL_OUTPUTS)
 
 
 def local_function(model):
     """crops (N, crop_samples) -> GlatModel.local_stage's per-crop scores (N, L)."""
-    return litert_convert.named_outputs(model.local_stage, streaming_lib.LOCAL_OUTPUTS)
+    return litert_convert.stage_outputs(model.local_stage, streaming_lib.LOCAL_OUTPUTS)
 
 
 def stream_signature(model, stream: str, window_samples: int) -> list[tf.TensorSpec]:
@@ -108,6 +105,11 @@ def check_exportable(model) -> None:
     if model.selection != "attention":
         raise ValueError(f"selection={model.selection!r} is the random control experiment; "
                          "only selection='attention' models are exported")
+    if model.suppress_overlap not in (True, False):
+        # The edge runtime picks windows itself (edge_runtime/glue.py) with the default rule.
+        raise ValueError(f"suppress_overlap={model.suppress_overlap!r}: the edge runtime "
+                         "implements suppress_overlap True or False only (the SavedModel "
+                         "export takes any)")
 
 
 def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=None,
@@ -129,20 +131,22 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
         grid = streaming_lib.plan(model, window_samples)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, **model_facts(model, window_samples),
-            "labels": label_rows(labels), "variants": {}, "fusion": "max_mean"}
+    files = {variant: {} for variant in variants}
     for stream in ("global", "local"):
         converted = convert_variants(model, stream, variants, window_samples, calibration)
         for variant, flatbuffer in converted.items():
             name = f"{stream}_{variant}.tflite"
             (out / name).write_bytes(flatbuffer)
-            meta["variants"].setdefault(variant, {})[stream] = name
+            files[variant][stream] = name
     if streaming:
-        export_streaming(model, out, variants, grid, window_samples, calibration,
-                         meta["variants"])
-        meta["streaming"] = grid
-    (out / "metadata.json").write_text(json.dumps(meta, indent=1))
-    return meta
+        export_streaming(model, out, variants, grid, window_samples, calibration, files)
+    meta = ExportMetadata(**model_facts(model, window_samples), selection=model.selection,
+                          labels=tuple(Label(**row) for row in label_rows(labels)), variants=files,
+                          streaming=StreamingPlan(**grid) if streaming else None)
+    # Written through the contract's reader, so what export writes is what the runtime reads.
+    meta = ExportMetadata.from_json(meta.to_json(), str(out / "metadata.json"))
+    meta.write(out)
+    return meta.to_dict()
 
 
 # The heads are about 1% of a hop's arithmetic: int8 activations there would only add error.
@@ -151,7 +155,7 @@ HEAD_VARIANT = {"f32": "f32", "f16": "f16", "dyn": "dyn", "int8": "dyn"}
 
 def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_samples: int,
                      calibration, files: dict) -> None:
-    """Writes the five streaming models per variant into `out` and their names into
+    """Writes the streaming models per variant into `out` and their names into
     `files[variant]`; `facts` is export/streaming.py's plan of the grid."""
     windows = (None if calibration is None
                else calibration_lib.fit_length(calibration, window_samples))
@@ -160,8 +164,7 @@ def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_sam
         wanted = sorted({HEAD_VARIANT[v] for v in variants}) if head else list(variants)
         inputs = None
         if "int8" in wanted:
-            inputs = (calibration_lib.chunk_inputs(windows, facts) if part.endswith("_chunk")
-                      else calibration_lib.crop_inputs(model, windows))
+            inputs = calibration_lib.streaming_inputs(part, model, windows, facts)
         converted = convert_callable(fn, signature, backbone, wanted, inputs)
         for variant in variants:
             kind = HEAD_VARIANT[variant] if head else variant
@@ -170,53 +173,3 @@ def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_sam
             files[variant][part] = name
 
 
-def fuse(global_scores: np.ndarray, local_clipwise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The model's fusion in NumPy: local = max_mean over crops, fused = max_mean(global, local)."""
-    local = (local_clipwise.max(axis=0) + local_clipwise.mean(axis=0)) / 2
-    pair = np.stack([global_scores, local], axis=0)
-    return (pair.max(axis=0) + pair.mean(axis=0)) / 2, local
-
-
-class LitePair:
-    """The exported pair run as the device would: global window -> N crops -> local -> fusion.
-
-    Input: one window (window_samples,) float32, or (clips, window_samples) via `run_many`.
-    Output dict: fused/global/local (L,), clip_starts (N,) samples, selected_classes (N,),
-    per_crop (N, L) local probabilities.
-
-    Example:
-        pair = LitePair.from_dir("export_out", "int8", threads=1)
-        out = pair(waveform)  # waveform: (metadata["window_samples"],) float32
-        out["fused"].shape  # (L,)
-    """
-
-    def __init__(self, global_flatbuffer: bytes, local_flatbuffer: bytes, crop_samples: int,
-                 threads: int = 1):
-        self.global_runner = litert_convert.signature_runner(global_flatbuffer, threads)
-        self.local_runner = litert_convert.signature_runner(local_flatbuffer, threads)
-        self.crop_samples = crop_samples
-
-    @classmethod
-    def from_dir(cls, out_dir, variant: str, threads: int = 1) -> "LitePair":
-        out = pathlib.Path(out_dir)
-        meta = json.loads((out / "metadata.json").read_text())
-        if variant not in meta["variants"]:
-            raise ValueError(f"{out} has variants {sorted(meta['variants'])}, not {variant!r}")
-        files = meta["variants"][variant]
-        return cls((out / files["global"]).read_bytes(), (out / files["local"]).read_bytes(),
-                   meta["crop_samples"], threads)
-
-    def __call__(self, waveform: np.ndarray) -> dict[str, np.ndarray]:
-        waveform = np.asarray(waveform, np.float32)
-        g = self.global_runner(waveform=waveform[None])
-        starts = g["clip_starts"][0]
-        crops = np.stack([waveform[s:s + self.crop_samples] for s in starts])  # (N, crop)
-        per_crop = self.local_runner(crops=crops)["clipwise"]  # (N, L)
-        fused, local = fuse(g["clipwise"][0], per_crop)
-        return {"fused": fused, "global": g["clipwise"][0], "local": local,
-                "clip_starts": starts, "selected_classes": g["selected_classes"][0],
-                "per_crop": per_crop}
-
-    def run_many(self, waveforms: np.ndarray) -> dict[str, np.ndarray]:
-        outs = [self(w) for w in waveforms]
-        return {k: np.stack([o[k] for o in outs]) for k in outs[0]}

@@ -15,6 +15,7 @@ import soxr
 from edge_runtime import (ArraySource, Conditioner, FileSource, HopResult, PcmSource, RingBuffer,
                           StreamTagger, Tagger, read_metadata)
 from edge_runtime import tagger as tagger_module
+from edge_runtime.contract import ContractError
 from test_edge_equivalence import CLIP, build_pair, stream_cli_without_tensorflow
 
 RATE = 32000
@@ -102,13 +103,18 @@ def test_unreadable_file_is_a_clear_error(tmp_path):
 # ---------------------------------------------------------------- streaming with stub models
 
 LABELS = [{"index": i, "mid": f"/s/{i}", "display_name": f"stub {i}"} for i in range(4)]
-STUB_META = {"format": "glat-tf-litert/1", "backbone": "stub", "sample_rate": RATE,
+STUB_META = {"format": "glat-tf-litert/2", "backbone": "stub", "sample_rate": RATE,
              "window_samples": 2 * RATE, "crop_samples": RATE // 2, "n_clips": 2, "tau": 0.5,
              "num_classes": 4, "frames": 8, "suppress_overlap": True, "labels": LABELS,
-             "variants": {}, "fusion": "max_mean"}
+             "variants": {"f32": {"global": "g", "local": "l"}}, "fusion": "max_mean",
+             "clip_starts_unit": "int32 samples"}
 
 
 STUB_GLOBAL = np.array([[0.1, 0.7, 0.4, 0.2]], np.float32)
+# Class 1 peaks in frame 0 (its window clamps to the window's start), class 2 in frame 6:
+# the window centred on 6.5 * 8000 samples starts at 44000.
+STUB_FRAMEWISE = np.zeros((1, 8, 4), np.float32)
+STUB_FRAMEWISE[0, 0, 1] = STUB_FRAMEWISE[0, 6, 2] = 0.9
 
 
 class StubModel:
@@ -123,20 +129,19 @@ class StubModel:
         assert x.shape == self.shape and x.dtype == np.float32 and np.isfinite(x).all()
         if self.what == "local":
             level = np.abs(x).mean(axis=1, keepdims=True)  # (N, 1)
-            return {"clipwise": 1 / (1 + np.exp(-(level + np.arange(4)))).astype(np.float32)}
+            return {"per_clip": 1 / (1 + np.exp(-(level + np.arange(4)))).astype(np.float32)}
         if StubModel.seen is not None:
             StubModel.seen.append(x[0].copy())
         clipwise = STUB_GLOBAL * np.float32(1 + 0.2 * np.abs(x).mean())
-        return {"clipwise": clipwise, "framewise": np.zeros((1, 8, 4), np.float32),
-                "clip_starts": np.array([[0, 40000]], np.int32),
-                "selected_classes": np.array([[1, 2]], np.int32)}
+        return {"global": clipwise, "framewise": STUB_FRAMEWISE}
 
 
 @pytest.fixture
-def stub_tagger(monkeypatch):
+def stub_tagger(monkeypatch, tmp_path):
     monkeypatch.setattr(tagger_module, "LiteModel", StubModel)
     StubModel.seen = []
-    return Tagger("g", "l", STUB_META)
+    (tmp_path / "metadata.json").write_text(json.dumps(STUB_META))
+    return Tagger.from_export(tmp_path, "f32", "exact")
 
 
 def test_each_hop_sees_exactly_the_stream_window(stub_tagger):
@@ -164,9 +169,9 @@ def test_json_line_format(stub_tagger):
     for t in line["top"]:
         i = int(t["label"].split()[1])
         assert (t["fused"], t["global"], t["local"]) == pytest.approx((fused[i], g[i], l[i]), abs=1e-5)
-    # Window 0 starts at sample 0 of a window ending at 1.5 s: before the stream, clamped to 0.
-    assert line["windows"] == [{"label": "stub 1", "start": 0.0, "end": 0.0},
-                               {"label": "stub 2", "start": 0.75, "end": 1.25}]
+    # Window 0 starts at sample 0 of a window ending at 1.5 s: wholly before the stream, in
+    # the zero padding, so it is not listed (never a zero-length window).
+    assert line["windows"] == [{"label": "stub 2", "start": 0.875, "end": 1.375}]
     flagged = json.loads(stub_tagger.json_line(result, 9.0, False, top_k=1, nan_samples=7))
     assert flagged["nan_samples"] == 7 and len(flagged["top"]) == 1
 
@@ -198,11 +203,14 @@ def test_one_hour_generator_stream_keeps_memory_flat(stub_tagger):
 # ---------------------------------------------------------------- the real exported pair
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    built = build_pair(tmp_path_factory, "f32")
-    meta = read_metadata(built.dir)
-    files = meta["variants"]["f32"]
-    return built.dir / files["global"], built.dir / files["local"], meta
+def built(tmp_path_factory):
+    return build_pair(tmp_path_factory, "f32")
+
+
+@pytest.fixture(scope="module")
+def pair(built):
+    """The exported tiny model's folder, variant f32."""
+    return built.dir
 
 
 @pytest.fixture(scope="module")
@@ -212,20 +220,20 @@ def clip():
     return audio
 
 
-def _run(pair, source, hop=1.0):
-    tagger = Tagger(pair[0], pair[1], pair[2])
-    return list(StreamTagger(tagger, hop).run(source))
+def _run(pair, source, hop=1.0, final=False):
+    tagger = Tagger.from_export(pair, "f32", "exact")
+    return list(StreamTagger(tagger, hop).run(source, final=final))
 
 
-def _cli(pair, *args, stdin=None, timeout=120):
-    command = [sys.executable, "-m", "edge_runtime.stream", "--global", str(pair[0]),
-               "--local", str(pair[1]), *args]
+def _cli(pair, *args, stdin=None, timeout=120, variant="f32"):
+    command = [sys.executable, "-m", "edge_runtime.stream", "--export", str(pair),
+               "--variant", variant, "--exact", *args]
     return subprocess.run(command, input=stdin, capture_output=True, timeout=timeout)
 
 
 def test_runtime_loads_no_tensorflow(pair, tmp_path):
     lines, report = stream_cli_without_tensorflow(
-        ["--global", pair[0], "--local", pair[1], "--input", CLIP, "--offline"], tmp_path)
+        ["--export", pair, "--variant", "f32", "--exact", "--input", CLIP, "--offline"], tmp_path)
     assert (report["code"], report["heavy"]) == (0, []), report["stderr"]
     assert len(lines) == 7 and all(json.loads(line)["top"] for line in lines)
 
@@ -271,7 +279,7 @@ def test_other_rates_and_bit_depths_tag_like_the_original(pair, clip, tmp_path, 
 def test_nan_samples_are_zeroed_and_flagged(pair, clip):
     dirty = clip.copy()
     dirty[int(2.5 * RATE):int(2.5 * RATE) + 100] = np.nan
-    tagger = Tagger(*pair)
+    tagger = Tagger.from_export(pair, "f32", "exact")
     events = list(StreamTagger(tagger, 1.0).run(ArraySource([dirty], RATE)))
     assert [e.nan_samples for e in events] == [0, 0, 100, 0, 0, 0, 0]
     assert all(np.isfinite(e.result.fused).all() for e in events)
@@ -300,22 +308,109 @@ def test_streams_shorter_than_a_hop_and_empty_streams(pair, clip):
     assert done.returncode == 0 and done.stdout == b""
 
 
+def _export_copy(pair, folder, **changes):
+    """A copy of the f32 export's folder with metadata fields changed."""
+    import shutil
+    shutil.copytree(pair, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta.update(changes)
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
 def test_bad_input_gives_clear_errors(pair, tmp_path):
-    swapped = _cli(pair[::-1][1:] + (pair[0],), "--input", str(CLIP), "--offline")
-    assert swapped.returncode == 2 and b"metadata.json says" in swapped.stderr
+    files = read_metadata(pair).variants["f32"]
+    swapped = _export_copy(pair, tmp_path / "swapped", variants={
+        "f32": {**files, "global": files["local"], "local": files["global"]}})
+    done = _cli(swapped, "--input", str(CLIP), "--offline")
+    assert done.returncode == 2 and b"metadata.json says" in done.stderr
     missing = _cli(pair, "--input", str(tmp_path / "nope.wav"), "--offline")
     assert missing.returncode == 2 and b"cannot read audio file" in missing.stderr
-    lonely = tmp_path / "g.tflite"
-    lonely.write_bytes(pair[0].read_bytes())
-    no_meta = subprocess.run([sys.executable, "-m", "edge_runtime.stream", "--global", str(lonely),
-                              "--local", str(pair[1]), "--input", str(CLIP)],
-                             capture_output=True, timeout=60)
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "g.tflite").write_bytes((pair / files["global"]).read_bytes())
+    no_meta = _cli(lonely, "--input", str(CLIP))
     assert no_meta.returncode == 2 and b"no metadata.json" in no_meta.stderr
+    other = _cli(pair, "--input", str(CLIP), variant="int8")
+    assert other.returncode == 2 and b"not 'int8'" in other.stderr
     try:
         import sounddevice  # noqa: F401
     except (ImportError, OSError):
         mic = _cli(pair, "--input", "mic")
         assert mic.returncode == 2 and b"pip install sounddevice" in mic.stderr
+
+
+def test_a_file_that_is_not_a_litert_model_is_named(pair, tmp_path):
+    import pathlib
+    readme = pathlib.Path(__file__).parent.parent / "README.md"
+    folder = _export_copy(pair, tmp_path / "readme", variants={
+        "f32": {**read_metadata(pair).variants["f32"], "global": "README.md"}})
+    (folder / "README.md").write_bytes(readme.read_bytes())
+    done = _cli(folder, "--input", str(CLIP), "--offline")
+    assert done.returncode == 2
+    assert b"global model" in done.stderr and b"README.md is not a LiteRT model" in done.stderr
+    not_a_folder = _cli(readme, "--input", str(CLIP), "--offline")
+    assert not_a_folder.returncode == 2 and b"not valid JSON" in not_a_folder.stderr
+
+
+def test_an_older_export_is_refused_with_re_export(pair, tmp_path):
+    old = _export_copy(pair, tmp_path / "old", format="glat-tf-litert/1")
+    with pytest.raises(ContractError, match="re-export"):
+        Tagger.from_export(old, "f32", "exact")
+
+
+def test_short_file_gets_a_final_answer_equal_to_the_end_padded_window(built, clip, tmp_path):
+    """A 2.5 s file in a 4 s window: the hops are partial, the final line is the exported
+    pipeline on the file zero-padded at its end (what the SavedModel scores), and no
+    window is zero-length or outside the file."""
+    from test_edge_equivalence import keras_windows
+    pair = built.dir
+    short = clip[:int(2.5 * RATE)]
+    path = tmp_path / "short.wav"
+    soundfile.write(path, short, RATE, subtype="FLOAT")
+    done = _cli(pair, "--input", str(path), "--offline")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(line["time"], line["partial"], line.get("final", False)) for line in lines] == [
+        (1.0, True, False), (2.0, True, False), (2.5, True, False), (2.5, False, True)]
+    padded = np.zeros(4 * RATE, np.float32)
+    padded[:len(short)] = short
+    tagger = Tagger.from_export(pair, "f32", "exact")
+    want = tagger(padded)
+    final = lines[-1]
+    names = [row["display_name"] for row in built.labels]
+    for entry in final["top"]:
+        assert entry["fused"] == pytest.approx(float(want.fused[names.index(entry["label"])]),
+                                               abs=2e-5)
+    keras = keras_windows(built.model, padded[None])
+    np.testing.assert_allclose(want.fused, keras["fused"][0], atol=1e-5)
+    for line in lines:
+        for w in line["windows"]:
+            assert 0 <= w["start"] < w["end"] <= line["time"] + 1e-9
+    for w, start in zip(final["windows"], want.starts):
+        assert w["start"] == pytest.approx(start / RATE, abs=1e-3)
+
+
+def test_a_global_only_export_fuses_to_the_global_score(pair, clip, tmp_path):
+    """A backbone-only export (n_clips 0, no local parts): fused = global, no windows."""
+    import shutil
+    folder = tmp_path / "global_only"
+    folder.mkdir()
+    meta = json.loads((pair / "metadata.json").read_text())
+    shutil.copy(pair / meta["variants"]["f32"]["global"], folder / "global_f32.tflite")
+    meta.update(n_clips=0, crop_samples=0, variants={"f32": {"global": "global_f32.tflite"}})
+    meta.pop("streaming")
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    tagger = Tagger.from_export(folder, "f32")  # auto: no streaming models, so exact
+    assert tagger.mode == "exact"
+    events = list(StreamTagger(tagger, 1.0).run(ArraySource([clip], RATE)))
+    full = Tagger.from_export(pair, "f32", "exact")
+    for event in events:
+        np.testing.assert_array_equal(event.result.fused, event.result.global_)
+        line = tagger.record(event.result, event.time, event.partial)
+        assert line["windows"] == [] and all("local" not in t for t in line["top"])
+    window = clip[-4 * RATE:]
+    np.testing.assert_allclose(tagger(window).global_, full(window).global_, atol=0)
 
 
 def test_one_hour_with_the_real_models_keeps_memory_flat(pair):

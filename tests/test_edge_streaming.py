@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge_runtime import ArraySource, StreamTagger, read_metadata
-from edge_runtime.stream import make_tagger
-from edge_runtime.streaming import FeatureStream, select_windows
+from edge_runtime import ArraySource, StreamingPlan, StreamTagger, Tagger, glue, read_metadata
+from edge_runtime.streaming import FeatureStream
 from test_edge_equivalence import (CLIP, F32_ATOL, INT8_ATOL, build_pair,
                                   stream_cli_without_tensorflow)
 
@@ -46,8 +45,8 @@ def test_feature_stream_keeps_what_the_whole_stream_gives(hops):
     """After any sequence of hops (shorter than a step, several chunks, longer than the
     window), the buffer holds the features the backbone gives on all audio up to the last
     grid step: whole-stream values, the newest MARGIN seeing the stream's end as an edge."""
-    facts = {"stride_samples": STRIDE, "chunk_features": 11, "clean_left": MARGIN,
-             "clean_right": MARGIN, "window_features": 20, "channels": 1}
+    facts = StreamingPlan(stride_samples=STRIDE, chunk_features=11, clean_left=MARGIN,
+                          clean_right=MARGIN, window_features=20, crop_features=6, channels=1)
     rng = np.random.default_rng(0)
     audio = np.round(rng.uniform(-4, 4, sum(hops))).astype(np.float32)
     model = ToyChunk()
@@ -68,27 +67,6 @@ def test_feature_stream_keeps_what_the_whole_stream_gives(hops):
         np.testing.assert_array_equal(stream.features[:, 0], whole.astype(np.float32),
                                       err_msg=f"after {total} samples")
     assert model.calls <= most_calls
-
-
-def test_select_windows_is_select_clips_on_the_grid():
-    import tensorflow as tf
-    from glat_tf.layers.select_clips import SelectClips
-    rng = np.random.default_rng(1)
-    frames, classes, crop, stride = 25, 7, 6, 5120
-    for trial in range(20):
-        clipwise = rng.uniform(size=classes).astype(np.float32)
-        if trial % 4 == 0:
-            clipwise[3] = clipwise[5]  # a tie: the lower index goes first, as in top_k
-        framewise = rng.uniform(size=(frames, classes)).astype(np.float32)
-        for suppress in (True, False):
-            select = SelectClips(n_clips=3, tau=crop * stride / RATE, sample_rate=RATE,
-                                 suppress_overlap=suppress)
-            _, starts, chosen = select(tf.zeros([1, frames * stride]), clipwise[None],
-                                       framewise[None])
-            got_classes, got_starts = select_windows(clipwise, framewise, 3, crop, suppress)
-            np.testing.assert_array_equal(got_classes, chosen.numpy()[0])
-            # SelectClips centres on the peak in samples; the grid floors that start.
-            np.testing.assert_array_equal(got_starts, starts.numpy()[0] // stride)
 
 
 # ---------------------------------------------------------------- the exported tiny model
@@ -113,7 +91,7 @@ def keras_reference(model, meta, audio, stream_end, crop_exact):
     head = model.global_backbone.head(g, training=False)
     clipwise = tf.sigmoid(head["clipwise_logits"]).numpy()[0]
     framewise = tf.sigmoid(head["framewise_logits"]).numpy()[0]
-    classes, starts = select_windows(clipwise, framewise, n_clips, crop)
+    classes, starts = glue.select(clipwise, framewise, n_clips, crop, size)
     steps = np.minimum(end - size + starts, (stream_end - model.window) // stride)
     crops = np.stack([padded[origin + s * stride:origin + s * stride + model.window]
                       for s in steps])
@@ -130,10 +108,8 @@ def keras_reference(model, meta, audio, stream_end, crop_exact):
 
 
 def stream_events(pair_dir, variant, hop, audio, crop_budget=2):
-    meta = read_metadata(pair_dir / "metadata.json")
-    files = meta["variants"][variant]
-    tagger = make_tagger(pair_dir / files["global"], pair_dir / files["local"], meta,
-                         streaming=True, crop_budget=crop_budget)
+    meta = read_metadata(pair_dir).to_dict()
+    tagger = Tagger.from_export(pair_dir, variant, "streaming", crop_budget=crop_budget)
     blocks = (audio[i:i + 3000] for i in range(0, len(audio), 3000))
     return meta, tagger, list(StreamTagger(tagger, hop).run(ArraySource(blocks, RATE)))
 
@@ -188,10 +164,9 @@ def test_int8_streaming_within_stated_tolerance_of_keras(tmp_path_factory, clip)
 
 
 def test_cli_streaming_lines_and_no_tensorflow(f32, tmp_path):
-    files = json.loads((f32.dir / "metadata.json").read_text())["variants"]["f32"]
     lines, report = stream_cli_without_tensorflow(
-        ["--global", f32.dir / files["global"], "--local", f32.dir / files["local"],
-         "--input", CLIP, "--offline", "--streaming", "--top-k", "2"], tmp_path)
+        ["--export", f32.dir, "--variant", "f32", "--input", CLIP, "--offline", "--streaming",
+         "--top-k", "2"], tmp_path)
     assert (report["code"], report["heavy"]) == (0, []), report["stderr"]
     meta, _, events = stream_events(f32.dir, "f32", 1.0, soundfile.read(CLIP, dtype="float32")[0])
     assert len(lines) == len(events) == 7
@@ -204,18 +179,42 @@ def test_cli_streaming_lines_and_no_tensorflow(f32, tmp_path):
             assert w["start"] == 0.0 or w["end"] - w["start"] == pytest.approx(tau, abs=2e-3)
 
 
+def _export_copy(pair_dir, folder, change):
+    import shutil
+    shutil.copytree(pair_dir, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    change(meta)
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
 def test_streaming_needs_streaming_models(f32, tmp_path):
-    meta = read_metadata(f32.dir / "metadata.json")
-    files = meta["variants"]["f32"]
-    bare = {**meta, "variants": {"f32": {"global": files["global"], "local": files["local"]}}}
+    def bare(meta):
+        files = meta["variants"]["f32"]
+        meta["variants"]["f32"] = {"global": files["global"], "local": files["local"]}
     with pytest.raises(ValueError, match="--streaming"):
-        make_tagger(f32.dir / files["global"], f32.dir / files["local"], bare, streaming=True)
-    without = {k: v for k, v in meta.items() if k != "streaming"}
+        Tagger.from_export(_export_copy(f32.dir, tmp_path / "bare", bare), "f32", "streaming")
+    without = _export_copy(f32.dir, tmp_path / "without", lambda meta: meta.pop("streaming"))
     with pytest.raises(ValueError, match="--streaming"):
-        make_tagger(f32.dir / files["global"], f32.dir / files["local"], without, streaming=True)
+        Tagger.from_export(without, "f32", "streaming")
+    assert Tagger.from_export(without, "f32").mode == "exact"  # auto falls back
     with pytest.raises(ValueError, match="crop_budget must be an integer >= 0"):
-        make_tagger(f32.dir / files["global"], f32.dir / files["local"], meta, streaming=True,
-                    crop_budget=-1)
+        Tagger.from_export(f32.dir, "f32", "streaming", crop_budget=-1)
+
+
+def test_edge_models_score_crops_as_the_whole_crop_model(f32, clip, tmp_path):
+    """Crop scores from the stream's features and the two edge runs equal the local model
+    on the whole crop (the export without local_edge), hop by hop, every crop run."""
+    def no_edges(meta):
+        del meta["variants"]["f32"]["local_edge"]
+    assert read_metadata(f32.dir).streaming.edge_samples > 0
+    whole = _export_copy(f32.dir, tmp_path / "whole", no_edges)
+    _, _, edged = stream_events(f32.dir, "f32", 1.0, clip, crop_budget=3)
+    _, _, plain = stream_events(whole, "f32", 1.0, clip, crop_budget=3)
+    for a, b in zip(edged, plain):
+        assert a.result.crop_exact.all() and b.result.crop_exact.all()
+        np.testing.assert_array_equal(a.result.starts, b.result.starts)
+        np.testing.assert_allclose(a.result.local, b.result.local, atol=F32_ATOL, rtol=0)
 
 
 def test_backbones_without_local_features_are_refused(tmp_path):
@@ -246,17 +245,15 @@ def test_long_silence_streams_finite_steady_scores(f32):
 def test_one_hour_streaming_keeps_memory_and_crop_cache_bounded(f32):
     """An hour from a generator at a 2 s hop: resident memory stays put and the crop cache
     never holds more crops than the window has grid steps."""
-    meta = read_metadata(f32.dir / "metadata.json")
-    files = meta["variants"]["f32"]
-    tagger = make_tagger(f32.dir / files["global"], f32.dir / files["local"], meta,
-                         streaming=True)
+    meta = read_metadata(f32.dir).to_dict()
+    tagger = Tagger.from_export(f32.dir, "f32", "streaming")
     rng = np.random.default_rng(8)
     seconds = (rng.standard_normal(RATE).astype(np.float32) * 0.05 for _ in range(3600))
     rss, cached = [], []
     for event in StreamTagger(tagger, 2.0).run(ArraySource(seconds, RATE)):
         with open("/proc/self/statm") as f:
             rss.append(int(f.read().split()[1]) * 4096)
-        cached.append(len(tagger._crops))
+        cached.append(len(tagger.local.cache))
     assert len(rss) == 1800 and event.time == 3600.0
     assert max(cached) <= meta["streaming"]["window_features"]
     assert rss[-1] - rss[99] < 4 * 2**20, [r // 2**20 for r in rss[::100]]

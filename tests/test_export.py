@@ -12,8 +12,9 @@ import tensorflow as tf
 
 from export import acceptance, litert_convert
 from export.saved_model import export_saved_model
+from edge_runtime import Tagger
 from export.calibration import read_calibration
-from export.tflite import VARIANTS, LitePair, export_tflite
+from export.tflite import VARIANTS, export_tflite
 from glat_tf.data import schema
 from glat_tf.data.labels import LabelMap
 from glat_tf.model import GlatModel
@@ -79,7 +80,7 @@ def exported(tmp_path_factory):
 def test_metadata_is_complete(exported):
     meta = json.loads((exported["root"] / "lite" / "metadata.json").read_text())
     model = exported["model"]
-    assert meta["format"] == "glat-tf-litert/1"
+    assert meta["format"] == "glat-tf-litert/2" and meta["clip_starts_unit"] == "int32 samples"
     assert (meta["backbone"], meta["sample_rate"], meta["num_classes"]) == ("cnn10_tiny", RATE, 4)
     assert (meta["window_samples"], meta["crop_samples"], meta["n_clips"]) == (WINDOW, 16000, 2)
     assert meta["tau"] == 0.5 and meta["suppress_overlap"] is True and meta["fusion"] == "max_mean"
@@ -99,9 +100,9 @@ def test_signatures_follow_the_contract(exported, variant):
     frames = exported["meta"]["frames"]
     for stream, inputs, outputs in [
             ("global", {"waveform": ([1, WINDOW], np.float32)},
-             {"clipwise": ([1, 4], np.float32), "framewise": ([1, frames, 4], np.float32),
+             {"global": ([1, 4], np.float32), "framewise": ([1, frames, 4], np.float32),
               "clip_starts": ([1, 2], np.int32), "selected_classes": ([1, 2], np.int32)}),
-            ("local", {"crops": ([2, 16000], np.float32)}, {"clipwise": ([2, 4], np.float32)})]:
+            ("local", {"crops": ([2, 16000], np.float32)}, {"per_clip": ([2, 4], np.float32)})]:
         runner = Interpreter(model_path=str(lite / f"{stream}_{variant}.tflite")
                              ).get_signature_runner("serving_default")
         got_in = {k: (list(v["shape"]), v["dtype"]) for k, v in runner.get_input_details().items()}
@@ -136,8 +137,8 @@ def test_builtin_ops_only_and_float_frontend(exported, variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_litert_pair_matches_keras_within_the_stage_tolerance(exported, variant):
-    pair = LitePair.from_dir(exported["root"] / "lite", variant)
-    got = acceptance.litert_outputs(pair, exported["waveforms"], exported["reference"])
+    tagger = Tagger.from_export(exported["root"] / "lite", variant, "exact")
+    got = acceptance.litert_outputs(tagger, exported["waveforms"], exported["reference"])
     stats = acceptance.measure(variant, exported["reference"], got, WINDOW, 16000)
     acceptance.assert_accepted(variant, stats)
     if variant == "f32":
@@ -147,10 +148,11 @@ def test_litert_pair_matches_keras_within_the_stage_tolerance(exported, variant)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_digital_silence_gives_finite_scores(exported, variant):
     # Plain float16 conversion rounds the log's floor 1e-10 to 0: log(0) and NaN scores.
-    out = LitePair.from_dir(exported["root"] / "lite", variant)(np.zeros(WINDOW, np.float32))
-    assert all(np.isfinite(out[k]).all() for k in ("fused", "global", "local"))
+    out = Tagger.from_export(exported["root"] / "lite", variant, "exact")(
+        np.zeros(WINDOW, np.float32))
+    assert all(np.isfinite(x).all() for x in (out.fused, out.global_, out.local))
     silent = exported["model"](np.zeros([1, WINDOW], np.float32))["fused"][0]
-    np.testing.assert_allclose(out["fused"], silent, atol=0.05)
+    np.testing.assert_allclose(out.fused, silent, atol=0.05)
 
 
 def test_quantized_files_are_smaller(exported):

@@ -66,14 +66,20 @@ def test_tflite_command_and_report(saved, tmp_path, capsys):
     files = meta["variants"]["f32"]
     assert sorted(files) == ["global", "global_chunk", "global_head", "local", "local_chunk",
                              "local_crop", "local_head"]
+    # A 0.5 s crop is 3 grid features, fewer than both margins (2 + 2): no local_edge model,
+    # the runtime scores crops with local_crop (tests/test_edge_streaming covers the edges).
+    assert meta["streaming"]["crop_features"] == 3 and meta["streaming"]["edge_samples"] == 0
     assert all((out / name).stat().st_size > 0 for name in files.values())
     assert meta["streaming"]["stride_samples"] == 16 * 320  # cnn10_tiny pools time 4 times
     assert [row["display_name"] for row in meta["labels"]] == list(tiny_labels().names)
 
     shards = write_shards(tmp_path / "eval", 12, seed=5)
-    assert cli.main(["report", "--model", str(saved), "--exported", str(out), "--eval", shards,
-                     "--out", str(tmp_path / "report"), "--latency-runs", "2"]) == 0
+    code = cli.main(["report", "--model", str(saved), "--exported", str(out), "--eval", shards,
+                     "--out", str(tmp_path / "report"), "--latency-runs", "2", "--strict"])
     got = json.loads((tmp_path / "report" / "report.json").read_text())
+    # --strict: non-zero exactly when a target is missed (streaming vs exact mAP here).
+    assert "f32_streaming_fused_mAP_drop" in got["targets"]
+    assert code == (0 if all(t["met"] for t in got["targets"].values()) else 1)
     row = got["variants"]["f32"]
     assert got["clips"] == 12 and row["accepted"] and row["parity"]["max_abs"] < 1e-4
     # Through the float32 pair the fused mAP is Keras' own.
@@ -87,6 +93,25 @@ def test_tflite_command_and_report(saved, tmp_path, capsys):
     assert setting == "crop_budget_2" and 0 < stream["fused"]["mAP"] <= 1
     assert 0 <= stream["mean_abs_vs_exact"] <= stream["max_abs_vs_exact"] <= 1
     assert "| f32 streaming, crop budget 2 |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_report_strict_exits_non_zero_on_a_missed_target(monkeypatch, tmp_path, capsys):
+    """`report --strict` turns a missed target into exit code 1; without it the exit is 0."""
+    missed = {"model": {"backbone": "cnn10", "window_samples": 8, "n_clips": 1, "tau": 1.0},
+              "clips": 1, "keras": {"fused": {"mAP": 0.8, "mAUC": 0.9}}, "variants": {},
+              "targets": {"int8_fused_mAP_drop": {"value": 0.02, "target": 0.01, "met": False}}}
+    monkeypatch.setattr(report, "build_report", lambda *args, **kwargs: missed)
+    monkeypatch.setattr(report, "read_eval", lambda *args: (None, None))
+    monkeypatch.setattr(report, "plot", lambda *args: None)
+    monkeypatch.setattr("export.labels.load_model", lambda path: type("M", (), {"num_classes": 4}))
+    monkeypatch.setattr("edge_runtime.ExportMetadata.read",
+                        lambda folder: type("Meta", (), {"window_samples": 8}))
+    argv = ["--model", "m.keras", "--exported", "lite", "--eval", "x", "--out", str(tmp_path)]
+    assert report.main(argv) == 0
+    assert report.main(argv + ["--strict"]) == 1
+    assert "targets not met: int8_fused_mAP_drop" in capsys.readouterr().err
+    missed["targets"]["int8_fused_mAP_drop"]["met"] = True
+    assert report.main(argv + ["--strict"]) == 0
 
 
 def test_report_targets_and_table():
