@@ -132,6 +132,7 @@ def train(args: argparse.Namespace) -> dict:
     from glat_tf.data import pipeline
     from glat_tf.model import GlatModel
     from train.baseline import BackboneTagger
+    from train.determinism import seed_everything
     from train.init_weights import load_init
     from train.loop import LoopSettings, Trainer
 
@@ -140,7 +141,7 @@ def train(args: argparse.Namespace) -> dict:
     labels_csv = shard_labels_csv(args.train, manifest, args.out)
     crop = None if args.random_crop is None else int(round(args.random_crop * sample_rate))
     if args.seed is not None:
-        keras.utils.set_random_seed(args.seed)
+        seed_everything(args.seed)  # seeds and deterministic ops: a seeded run repeats
     keras.mixed_precision.set_global_policy(args.mixed_precision)
 
     def build_model():
