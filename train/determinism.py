@@ -1,8 +1,9 @@
 """Seeded runs repeat bit for bit on one machine: every seed set, and TensorFlow's deterministic ops.
 
-Measured on the demo (python train/fit.py, seed 0, two runs): the seeded input pipeline gave
-the same batches, yet fused mAP came out 0.410 and 0.544. The spread is in the ops: oneDNN's
-CPU kernels split reductions across the intra-op threads in an order that varies run to run.
+What made the demo's seed-0 numbers move (fused mAP 0.41 to 0.54 over four runs): the seed never
+arrived (train/demo.py dropped a 0 flag), so each run drew its own. With the seed, the input
+pipeline is already ordered and CPU kernels were bit-identical run to run here; enabling op
+determinism keeps that so where kernels race (GPU reductions, scatter ops), at some speed.
 """
 
 from __future__ import annotations
