@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import importlib.util
 import io
+import json
 import pathlib
 import re
 import shlex
@@ -201,3 +202,22 @@ def test_ci_runs_the_readme_test_command_verbatim():
     setup = README[README.index("Run the tests"):]
     command = re.search(r"```bash\n(.*?)\n```", setup, re.S).group(1).strip()
     assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+
+
+def test_the_demo_figures_quoted_are_the_scripts():
+    """README.md and train/configs/demo.py quote results/demo_numbers.json (bench/demo_numbers.py)."""
+    numbers = json.loads((ROOT / "results" / "demo_numbers.json").read_text(encoding="utf-8"))
+    config_doc = (ROOT / "train" / "configs" / "demo.py").read_text(encoding="utf-8")
+    for row, r in numbers["demo"].items():
+        assert f"| {row} | {r['mAP']:.3f} | {r['mAUC']:.3f} | {r['d_prime']:.3f} |" in README, row
+        assert f"{r['mAP']:.3f}" in config_doc, row
+    variants = numbers["export"]["variants"]
+    for name, r in variants.items():
+        assert re.search(rf"^\| {name} \| {r['global_kb']} \| {r['local_kb']} \| "
+                         rf"{r['fused_mAP']:.4f} \| {r['fused_mAUC']:.4f} \|", README, re.M), name
+    sentence = " ".join(README[README.index("The demo model of `python train/fit.py`"):].split())
+    assert sentence.startswith(
+        f"The demo model of `python train/fit.py` (`runs/demo/glat/best.keras`), exported f32 and "
+        f"int8: exact {variants['f32']['fused_mAP']:.4f} / {variants['int8']['fused_mAP']:.4f}, "
+        f"streaming with budget 2 {variants['f32']['streaming_fused_mAP']['crop_budget_2']:.4f} / "
+        f"{variants['int8']['streaming_fused_mAP']['crop_budget_2']:.4f}")
