@@ -28,7 +28,7 @@ def flags(config: dict) -> list[str]:
             out += [flag, json.dumps(value)]
         elif value is True:
             out.append(flag)
-        elif value not in (False, None):
+        elif value is not False and value is not None:  # 0 == False: `not in (False, None)` dropped --seed 0
             out += [flag, str(value)]
     return out
 

@@ -113,6 +113,7 @@ def train(config: FitConfig) -> dict:
     import keras
     from glat_tf import class_names
     from glat_tf.data import pipeline
+    from train.determinism import seed_everything
     from train.init_weights import load_init
     from train.loop import LoopSettings, Trainer
 
@@ -123,7 +124,7 @@ def train(config: FitConfig) -> dict:
         labels, _ = class_names.resolve(num_classes)
     crop = None if config.random_crop is None else int(round(config.random_crop * sample_rate))
     if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
+        seed_everything(config.seed)  # seeds and deterministic ops: a seeded run repeats
     keras.mixed_precision.set_global_policy(config.mixed_precision)
 
     def make_model():
