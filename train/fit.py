@@ -103,10 +103,15 @@ def shard_labels_csv(train_glob: str, manifest: dict, out_dir: str) -> str | Non
     The file ingest put beside the shards, else one written from the manifest's label
     list, else AudioSet's when there are 527 classes; None (with a warning) otherwise.
     """
+    from glat_tf.data import storage
     from glat_tf.data.labels import LabelMap, audioset_labels_csv
 
-    folder = train_glob if os.path.isdir(train_glob) else os.path.dirname(train_glob)
-    path = os.path.join(folder, manifest.get("labels_csv") or "labels.csv")
+    folder = train_glob if storage.isdir(train_glob) else os.path.dirname(train_glob)
+    path = storage.join(folder, manifest.get("labels_csv") or "labels.csv")
+    if storage.exists(path) and storage.is_url(path):  # fetched once: copied beside each .keras
+        os.makedirs(out_dir, exist_ok=True)
+        storage.copy(path, os.path.join(out_dir, "labels.csv"))
+        return os.path.join(out_dir, "labels.csv")
     if os.path.isfile(path):
         return path
     if manifest.get("labels"):
