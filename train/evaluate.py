@@ -223,6 +223,11 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"glat-eval: error: {exc}", file=sys.stderr)
         return 2
+    except pipeline.READ_ERRORS as exc:  # a damaged shard: one line naming it
+        if not pipeline.is_damage(exc):
+            raise
+        print(f"glat-eval: error: {pipeline.input_error_line(exc)}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}/summary.json", flush=True)
     return 0
 
