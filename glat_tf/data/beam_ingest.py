@@ -42,9 +42,8 @@ class WriteShard(beam.DoFn):
         path = storage.join(self.out_dir, job["file"])
         results = (ingest._decode_task(ingest._clip_task(r, self.settings)) for r in rows)
         # A retried bundle rewrites the same bytes under its own temporary name.
-        num, counts, rejects = ingest.write_shard(path, f"{path}.tmp-beam-{uuid.uuid4().hex}",
-                                                  rows, results, self.settings)
-        entry = ingest.shard_entry(path, job["fingerprint"], num, counts, rejects)
+        entry = ingest.write_shard(path, f"{path}.tmp-beam-{uuid.uuid4().hex}", rows, results,
+                                   self.settings, job["fingerprint"])
         storage.write_atomic(storage.join(self.out_dir, STATE, f"{job['file']}.json"),
                              json.dumps(entry))
         yield job["file"]

@@ -295,9 +295,6 @@ class SplitBook:
         return (entry is not None and entry["fingerprint"] == fingerprint and storage.exists(path)
                 and storage.size(path) == entry["bytes"])
 
-    def record(self, name: str, fingerprint: str, num_records: int, class_counts, rejects) -> None:
-        self.adopt(shard_entry(self.path(name), fingerprint, num_records, class_counts, rejects))
-
     def adopt(self, entry: dict) -> None:
         """Add a finished shard's entry (from this process or a Beam worker)."""
         self.shards[entry["file"]] = entry
@@ -337,33 +334,37 @@ class SplitBook:
         self.last_flush = time.monotonic()
 
 
-def shard_entry(path: str, fingerprint: str, num_records: int, class_counts, rejects) -> dict:
-    """A shard's manifest entry; `path` is the finished shard."""
-    return {"file": storage.basename(path), "fingerprint": fingerprint, "num_records": num_records,
-            "bytes": storage.size(path),
-            "class_counts": {str(k): v for k, v in sorted(class_counts.items())},
-            "rejects": [list(r) for r in rejects]}
+def write_shard(path: str, tmp: str, shard_rows, results, settings: Settings,
+                fingerprint: str) -> dict:
+    """Write one shard from its rows and their per-clip results (in order); both runners.
 
-
-def write_shard(path: str, tmp: str, shard_rows, results, settings: Settings):
-    """Write one shard from its rows and their per-clip results (in order), both runners.
-
-    The shard exists under its final name only once complete. Returns (records, class
-    counts, rejects).
+    The shard exists under its final name only once complete. Returns its manifest entry;
+    uncompressed shards also list each record's byte offset and labels (the index that
+    balanced sampling draws from).
     """
     from glat_tf.data import schema  # TensorFlow only in the writing process
 
-    counts, rejects = collections.Counter(), []
+    counts, rejects, offsets, labels, at = collections.Counter(), [], [], [], 0
     with schema.tf.io.TFRecordWriter(storage.local(tmp), "GZIP" if settings.gzip else "") as writer:
         for row, (pcm, reason, detail) in zip(shard_rows, results):
             if pcm is None:
                 rejects.append((row.audio_id, row.path, reason, detail))
                 continue
-            writer.write(schema.encode_example(row.audio_id, np.frombuffer(pcm, np.int16),
-                                               settings.sample_rate, row.labels))
+            record = schema.encode_example(row.audio_id, np.frombuffer(pcm, np.int16),
+                                           settings.sample_rate, row.labels)
+            writer.write(record)
+            offsets.append(at)
+            labels.append(list(row.labels))
+            at += len(record) + 16  # TFRecord framing: length, its CRC, data, the data's CRC
             counts.update(row.labels)
     storage.rename(tmp, path)
-    return len(shard_rows) - len(rejects), counts, rejects
+    entry = {"file": storage.basename(path), "fingerprint": fingerprint,
+             "num_records": len(offsets), "bytes": storage.size(path),
+             "class_counts": {str(k): v for k, v in sorted(counts.items())},
+             "rejects": [list(r) for r in rejects]}
+    if not settings.gzip:
+        entry.update(offsets=offsets, labels=labels)
+    return entry
 
 
 def _clip_task(row: Row, settings: Settings):
@@ -427,9 +428,8 @@ def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: s
             clips = counted()
             for name, shard_rows in todo:
                 path = book.path(name)
-                num, counts, shard_rejects = write_shard(path, f"{path}.tmp-{os.getpid()}",
-                                                         shard_rows, clips, settings)
-                book.record(name, fingerprints[name], num, counts, shard_rejects)
+                book.adopt(write_shard(path, f"{path}.tmp-{os.getpid()}", shard_rows, clips,
+                                       settings, fingerprints[name]))
                 written += 1
     finally:
         if pool is not None:

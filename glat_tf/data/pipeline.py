@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from glat_tf.data import schema
+from glat_tf.data import sampler, schema
 
 _CHUNK = 64  # records parsed together: batched parsing is ~10x cheaper per record
 _READ_BUFFER = 1 << 20
@@ -49,11 +49,10 @@ class ShardDamage:
         self.skipped = 0  # records lost, summed over passes
         self.last = None  # the latest damage, one line
 
-    def report(self, file: str, read: int, expected: int, skip: bool) -> None:
-        line = (f"damaged shard {file}: read {read} of its {expected} records, the rest is "
-                f"truncated or corrupt")
+    def report(self, line: str, lost: int, skip: bool) -> None:
+        """`line` names the file; `lost` records are gone; raises unless `skip`."""
         with self._lock:
-            self.skipped += expected - read
+            self.skipped += lost
             self.last = line
         if not skip:
             raise tf.errors.DataLossError(None, None, line)
@@ -95,7 +94,8 @@ def _checked_reader(compression: str, skip: bool):
                               lambda n, e: (n + 1, (e[0], e[1], n)))
 
         def report(f, n, m):
-            DAMAGE.report(f.numpy().decode(), int(n), int(m), skip)
+            DAMAGE.report(f"damaged shard {f.numpy().decode()}: read {int(n)} of its {int(m)} "
+                          "records, the rest is truncated or corrupt", int(m - n), skip)
             return False
 
         def keep(record, end, n):
@@ -144,7 +144,7 @@ def _describe(files: list[str], num_classes: int) -> dict:
     except FileNotFoundError:
         manifest = None
     info = {"compression": None, "clip_samples": None, "class_counts": None, "num_clips": None,
-            "records": None}
+            "records": None, "index": None}
     if manifest is not None:
         if manifest["num_classes"] > num_classes:
             raise ValueError(f"num_classes={num_classes} but the shards have "
@@ -162,6 +162,8 @@ def _describe(files: list[str], num_classes: int) -> dict:
             info["num_clips"] = sum(entry["num_records"] for _, entry in found)
             info["records"] = {f: entry["num_records"] for f, (_, entry) in zip(files, found)}
             info["compression"] = manifest["splits"][found[0][0]]["compression"]
+            if not info["compression"] and all("offsets" in e for _, e in found):
+                info["index"] = [e for _, e in found]  # record offsets: balanced draws by index
     if info["compression"] is None:  # no manifest: look at the gzip magic number
         with tf.io.gfile.GFile(files[0], "rb") as f:
             info["compression"] = "GZIP" if f.read(2) == b"\x1f\x8b" else ""
@@ -220,8 +222,9 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
     if batch_size <= 0 or mixup_alpha < 0 or (crop_samples is not None and crop_samples <= 0):
         raise ValueError(f"need batch_size > 0, mixup_alpha >= 0, crop_samples > 0; got "
                          f"{batch_size=}, {mixup_alpha=}, {crop_samples=}")
-    files = _list_files(file_pattern)
+    files = all_files = _list_files(file_pattern)
     info = _describe(files, num_classes)
+    explicit_counts = class_counts
     if balanced:
         class_counts = info["class_counts"] if class_counts is None else np.asarray(class_counts)
         if class_counts is None:
@@ -240,6 +243,16 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
     seed = random.SystemRandom().randrange(2 ** 31) if seed is None else int(seed)
     if input_context is not None:
         seed += 7919 * input_context.input_pipeline_id  # different streams per pipeline
+    if balanced and explicit_counts is None and info["index"] is not None:
+        # Exact BalancedTrainSampler draws over the record index (see sampler.py); every
+        # pipeline draws from all files with its own seed, as PANNs' samplers per worker do.
+        ds = sampler.draw_records(sampler.RecordIndex(all_files, info["index"]), num_classes,
+                                  seed, _CHUNK, skip_corrupt)
+        ds = ds.map(lambda serialized: schema.parse_batch(serialized, num_classes),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.unbatch().map(lambda e: {"pcm": e["pcm"], "labels": e["labels"]})
+        return _finish(ds, batch_size, seed, clip_samples, crop_samples, mixup_alpha,
+                       deterministic)
 
     ds, reader = _files_and_reader(files, info, skip_corrupt)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
@@ -265,6 +278,12 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
         ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(
             {"pcm": e["pcm"], "labels": e["labels"]}).repeat(tf.cast(e["copies"], tf.int64)))
     ds = ds.shuffle(shuffle_buffer, seed=seed)
+    return _finish(ds, batch_size, seed, clip_samples, crop_samples, mixup_alpha, deterministic)
+
+
+def _finish(ds, batch_size: int, seed: int, clip_samples, crop_samples, mixup_alpha: float,
+            deterministic: bool) -> tf.data.Dataset:
+    """{"pcm", "labels"} clips -> (waveform, labels) batches: crop, decode, mixup."""
     ds = ds.batch(batch_size, drop_remainder=True).enumerate()
 
     def finish(step, batch):
