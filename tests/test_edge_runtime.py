@@ -12,7 +12,7 @@ import pytest
 import soundfile
 import soxr
 
-from edge_runtime import (ArraySource, Conditioner, FileSource, HopResult, PcmSource, RingBuffer,
+from edge_runtime import (ArraySource, Conditioner, FileSource, PcmSource, RingBuffer,
                           StreamTagger, Tagger, read_metadata)
 from edge_runtime import tagger as tagger_module
 from edge_runtime.contract import ContractError

@@ -210,9 +210,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not os.path.exists(args.model):
         parser.error(f"--model {args.model}: no such file")
-    evaluate(args.model, args.eval, args.out, batch_size=args.batch_size,  # errors: one line
-             labels_csv=args.labels, sweep_n=args.sweep_n, sweep_tau=args.sweep_tau,
-             strong_labels=args.strong_labels, progress=not args.no_progress)
+    try:  # bad paths, files and values: one line from one_line_errors
+        evaluate(args.model, args.eval, args.out, batch_size=args.batch_size,
+                 labels_csv=args.labels, sweep_n=args.sweep_n, sweep_tau=args.sweep_tau,
+                 strong_labels=args.strong_labels, progress=not args.no_progress)
+    except pipeline.READ_ERRORS as exc:  # a damaged shard: one line naming it
+        if not pipeline.is_damage(exc):
+            raise
+        print(f"glat-eval: error: {pipeline.input_error_line(exc)}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}/summary.json", flush=True)
     return 0
 

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--amsgrad", action="store_true")
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="skip damaged training records (counted in the log and TensorBoard)")
     p.add_argument("--no-balanced", dest="balanced", action="store_false",
                    help="sample clips uniformly instead of class-balanced")
     p.add_argument("--strategy", default="default", choices=STRATEGY_CHOICES)

@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
+from glat_tf.data.pipeline import DAMAGE, READ_ERRORS, input_error_line, is_damage
 from train.checkpoints import Checkpointer, StopRequest, save_keras
 from train.evaluate import format_line, main_stream, make_forward, predict, score_streams
 from train.strategy import worker_role
@@ -23,6 +24,10 @@ from train.strategy import worker_role
 # package (which tf.summary.scalar needs) is not a dependency of training.
 _SCALAR = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+
+class DamagedInputError(ValueError):
+    """A shard of the training or evaluation data could not be read; the run checkpointed first."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +153,13 @@ class Trainer:
             keras.ops.convert_to_numpy(self.optimizer.learning_rate))
         if clips_per_second is not None:
             values["train/clips_per_second"] = clips_per_second
+        skipped = DAMAGE.skipped - self._skipped_at_start
+        if skipped:  # only with --skip-corrupt: otherwise the first damage stops the run
+            values["train/skipped_records"] = skipped
+            if skipped != self._skipped_logged:
+                self._log_line(f"step {step}: {skipped} damaged records skipped so far "
+                               f"(latest: {DAMAGE.last})")
+                self._skipped_logged = skipped
         _scalars(values, step)
         tf.summary.flush()  # TensorBoard shows progress now, not at the 2-minute flush
 
@@ -173,6 +185,17 @@ class Trainer:
                 json.dump(self.best, f, indent=1)
         return summary
 
+    def _stop_on_damage(self, exc, step: int, saved: int):
+        """Checkpoint the finished steps, then one line naming the damaged file (no traceback)."""
+        if not is_damage(exc):
+            raise exc
+        if saved != step:
+            self.checkpointer.save()
+        kept = f"checkpoint saved at step {step}" if step else "no step was trained yet"
+        raise DamagedInputError(
+            f"{input_error_line(exc)}; {kept}: re-ingest or remove the shard (or train with "
+            "--skip-corrupt), then continue with --resume") from None
+
     def run(self) -> dict:
         s = self.settings
         os.makedirs(self.out_dir, exist_ok=True)
@@ -185,6 +208,7 @@ class Trainer:
         writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
                   if self.is_chief else tf.summary.create_noop_writer())
         step, saved, last = self.start_step, self.start_step, None
+        self._skipped_at_start, self._skipped_logged = DAMAGE.skipped, 0
         self._log_line(f"training steps {step}..{s.steps} on {self.strategy.num_replicas_in_sync} "
                        f"replica(s), global batch {s.batch_size} -> {self.out_dir}")
         started, clips_since, timer = self.start_step, 0, time.perf_counter()
@@ -192,7 +216,10 @@ class Trainer:
                 tqdm(total=s.steps, initial=step, unit="step", desc="train", file=sys.stderr,
                      disable=not (s.progress and self.is_chief), dynamic_ncols=True) as bar:
             while step < s.steps and not agree(stop.requested):
-                losses = {k: float(v) for k, v in train_step(iterator).items()}
+                try:
+                    losses = {k: float(v) for k, v in train_step(iterator).items()}
+                except READ_ERRORS as exc:  # a damaged shard: keep what is trained
+                    self._stop_on_damage(exc, step, saved)
                 step += 1
                 self.step.assign(step)
                 clips_since += s.batch_size
@@ -212,7 +239,10 @@ class Trainer:
                 # Evaluation runs no collective op: the other workers wait at the next step.
                 if self.is_chief and self.eval_data is not None and (
                         step % s.eval_every == 0 or step == s.steps):
-                    last = self.evaluate(step)
+                    try:
+                        last = self.evaluate(step)
+                    except READ_ERRORS as exc:
+                        self._stop_on_damage(exc, step, saved)
             interrupted = stop.signum if step < s.steps else None
             if saved != step:
                 self.checkpointer.save()

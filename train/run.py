@@ -43,6 +43,7 @@ class FitConfig:
     amsgrad: bool = False
     mixup: float = 0.0
     balanced: bool = True
+    skip_corrupt: bool = False
     strategy: str = "default"
     mixed_precision: str = "float32"
     jit: bool = False
@@ -137,7 +138,8 @@ def train(config: FitConfig) -> dict:
     def train_data(context, seed):
         return pipeline.train_dataset(config.train, config.batch_size, num_classes,
                                       balanced=config.balanced, mixup_alpha=config.mixup,
-                                      crop_samples=crop, seed=seed, input_context=context)
+                                      crop_samples=crop, seed=seed, input_context=context,
+                                      skip_corrupt=config.skip_corrupt)
 
     def eval_data():
         return pipeline.eval_dataset(config.eval, config.eval_batch_size, num_classes)

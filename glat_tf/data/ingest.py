@@ -1,6 +1,10 @@
 """Audio files listed in an AudioSet segments CSV (or a `path,labels` list) -> int16 TFRecord shards.
 
     glat-ingest --segments eval_segments.csv --audio-dir clips --out shards --split eval
+    glat-ingest ... --runner beam [-- <Beam pipeline options, e.g. --runner=DataflowRunner>]
+    glat-ingest --verify shards          # every record parses, counts equal the manifest
+
+Paths may be local or any tf.io.gfile URL (gs://..., ram://...): see storage.py.
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ import io
 import json
 import multiprocessing
 import os
-import shutil
 import sys
 import time
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 try:
     import fcntl
@@ -31,6 +34,7 @@ import soxr
 from tqdm import tqdm
 
 from glat_tf.cli_errors import one_line_errors
+from glat_tf.data import storage
 from glat_tf.data.labels import LabelMap, audioset_labels_csv, read_list_csv, read_segments_csv
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")  # preference order when several exist
@@ -65,21 +69,21 @@ class Settings:
         return int(round(self.sample_rate * self.clip_seconds))
 
 
-def _wav_truncated(path: str) -> bool:
-    """A RIFF header promising more data than the file holds (libsndfile reads what is there)."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+def _wav_truncated(f) -> bool:
+    """A RIFF header promising more data than the file `f` holds (libsndfile reads what is there)."""
+    file_size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return False
+    while True:
+        chunk = f.read(8)
+        if len(chunk) < 8:
             return False
-        file_size = os.fstat(f.fileno()).st_size
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return False
-            size = int.from_bytes(chunk[4:], "little")
-            if chunk[:4] == b"data":
-                return size not in (0, 0xFFFFFFFF) and f.tell() + size > file_size
-            f.seek(size + (size & 1), os.SEEK_CUR)
+        size = int.from_bytes(chunk[4:], "little")
+        if chunk[:4] == b"data":
+            return size not in (0, 0xFFFFFFFF) and f.tell() + size > file_size
+        f.seek(size + (size & 1), os.SEEK_CUR)
 
 
 # Real recordings top out at 768 kHz; a header claiming more (or 0) is garbage.
@@ -87,7 +91,7 @@ MAX_SAMPLE_RATE = 768_000
 _BLOCK_VALUES = 1 << 20  # samples of all channels decoded at a time: 4 MiB of float32
 
 
-def _read_mono(path: str, frames: int) -> tuple[np.ndarray, bool]:
+def _read_mono(path, frames: int) -> tuple[np.ndarray, bool]:
     """Up to `frames` frames mixed to mono, decoded in blocks (a 1024-channel header cannot
     make one big allocation), and whether every sample of every channel was finite."""
     parts, finite = [], True
@@ -110,26 +114,32 @@ def decode_clip(path: str, sample_rate: int, clip_samples: int) -> np.ndarray:
     neither a long file nor a header claiming 1 Hz (32000 output samples per frame) can make
     it allocate more than about (clip_seconds + 1) * MAX_SAMPLE_RATE samples.
     """
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise ClipError("missing_file", path)
-    if os.path.getsize(path) == 0:
+    if storage.size(path) == 0:
         raise ClipError("empty_file", "0 bytes")
+    # An object-store clip (a few MB) is read whole: libsndfile needs a seekable file.
+    url = storage.is_url(path)
+    blob = storage.read_bytes(path) if url else None
+    source = (lambda: io.BytesIO(blob)) if url else (lambda: storage.local(path))
     try:
-        info = sf.info(path)
+        info = sf.info(source())
         rate = info.samplerate
         if not 0 < rate <= MAX_SAMPLE_RATE:
             raise ClipError("unreadable", f"sample rate {rate} Hz is outside 1..{MAX_SAMPLE_RATE}")
         wanted = -(-clip_samples * rate // sample_rate) + rate
-        mono, finite = _read_mono(path, wanted)
+        mono, finite = _read_mono(source(), wanted)
     except ClipError:
         raise
     except Exception as exc:  # libsndfile raises several types for unreadable input
         raise ClipError("unreadable", str(exc).strip().replace("\n", " ")) from None
     if mono.shape[0] == 0:
         raise ClipError("empty_file", "no audio frames")
+    with source() if url else open(source(), "rb") as f:
+        cut = _wav_truncated(f)
     # MP3 frame counts without a Xing header are estimates: allow 1 % slack there.
     expected = min(info.frames, wanted)
-    if mono.shape[0] < expected - max(2048, info.frames // 100) or _wav_truncated(path):
+    if mono.shape[0] < expected - max(2048, info.frames // 100) or cut:
         raise ClipError("truncated", f"header says {info.frames} frames, read {mono.shape[0]}")
     if not finite:
         raise ClipError("non_finite", "NaN or inf samples")
@@ -140,18 +150,18 @@ def decode_clip(path: str, sample_rate: int, clip_samples: int) -> np.ndarray:
 
 
 def _decode_task(task):
-    """Worker entry: (path, rate, samples) -> (int16 bytes | None, reason, detail)."""
+    """The per-clip step of both runners: (path, rate, samples) -> (int16 bytes | None, reason, detail)."""
     try:
         return decode_clip(*task).tobytes(), "", ""
     except ClipError as err:
         return None, err.reason, err.detail
 
 
-def _find_audio(audio_dir: Path) -> dict[str, str]:
+def _find_audio(audio_dir: str) -> dict[str, str]:
     """File stem -> file name from one directory scan (not 4 stats per row); .wav before .mp3."""
     rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
     found: dict[str, str] = {}
-    for _, name in sorted((rank[os.path.splitext(n)[1].lower()], n) for n in os.listdir(audio_dir)
+    for _, name in sorted((rank[os.path.splitext(n)[1].lower()], n) for n in storage.listdir(audio_dir)
                           if os.path.splitext(n)[1].lower() in rank):
         found.setdefault(os.path.splitext(name)[0], name)
     return found
@@ -162,16 +172,15 @@ def plan_rows(label_map: LabelMap, segments_csv: str | None = None, list_csv: st
     """Valid rows sorted by audio_id, and (audio_id, path, reason, detail) rejects found before decoding."""
     rejects, entries = [], []  # entries: (audio_id, path, label keys or field, is_list)
     if segments_csv:
-        folder = Path(audio_dir)
-        files = _find_audio(folder) if folder.is_dir() else {}
-        for ytid, mids, _ in read_segments_csv(segments_csv):
+        files = _find_audio(audio_dir) if storage.isdir(audio_dir) else {}
+        for ytid, mids, _ in read_segments_csv(_local_copy(segments_csv)):
             name = files.get(f"Y{ytid}") or files.get(ytid)  # AudioSet downloads are Y<YTID>.<ext>
-            entries.append((ytid, str(folder / (name or f"Y{ytid}.wav")), mids, False))
+            entries.append((ytid, storage.join(audio_dir, name or f"Y{ytid}.wav"), mids, False))
     else:
-        base = Path(audio_dir) if audio_dir else Path(list_csv).parent
-        for path, field, _ in read_list_csv(list_csv):
-            entries.append((os.path.splitext(path)[0], str(base / path), field, True))
-    rows, seen = [], set()
+        base = audio_dir or os.path.dirname(storage.local(list_csv))
+        for path, field, _ in read_list_csv(_local_copy(list_csv)):
+            entries.append((os.path.splitext(path)[0], storage.join(base, path), field, True))
+    candidates, seen = [], set()
     for audio_id, path, labels, is_list in entries:
         indices, unknown = label_map.split_labels(labels) if is_list else (
             [label_map.lookup(m) for m in labels], [m for m in labels if label_map.lookup(m) is None])
@@ -181,13 +190,39 @@ def plan_rows(label_map: LabelMap, segments_csv: str | None = None, list_csv: st
             rejects.append((audio_id, path, "unknown_label", ";".join(unknown)))
         elif not indices:
             rejects.append((audio_id, path, "no_labels", ""))
-        elif not os.path.exists(path):
+        else:
+            candidates.append((audio_id, path, tuple(sorted(set(indices)))))
+        seen.add(audio_id)
+    # One stat per clip: threads hide an object store's round trips.
+    with ThreadPoolExecutor(32 if any(storage.is_url(c[1]) for c in candidates[:1]) else 1) as pool:
+        stamps = list(pool.map(_stamp_or_none, (c[1] for c in candidates)))
+    rows = []
+    for (audio_id, path, labels), stamp in zip(candidates, stamps):
+        if stamp is None:
             rejects.append((audio_id, path, "missing_file", ""))
         else:
-            stat = os.stat(path)
-            rows.append(Row(audio_id, path, tuple(sorted(set(indices))), (stat.st_size, stat.st_mtime_ns)))
-        seen.add(audio_id)
+            rows.append(Row(audio_id, path, labels, stamp))
     return sorted(rows, key=lambda r: r.audio_id), rejects
+
+
+def _stamp_or_none(path: str):
+    try:
+        return storage.stamp(path)
+    except Exception as exc:  # FileNotFoundError here, tf.errors.NotFoundError from gfile
+        if isinstance(exc, OSError) or type(exc).__name__ == "NotFoundError":
+            return None
+        raise
+
+
+def _local_copy(path: str) -> str:
+    """CSV readers take local files: a URL is copied to a temporary file first."""
+    if not storage.is_url(path):
+        return storage.local(path)
+    import tempfile
+    handle, tmp = tempfile.mkstemp(suffix=os.path.basename(path))
+    with os.fdopen(handle, "wb") as f:
+        f.write(storage.read_bytes(path))
+    return tmp
 
 
 def _fingerprint(rows: list[Row], settings: Settings, label_map: LabelMap) -> str:
@@ -232,24 +267,23 @@ _FLUSH_SECONDS = 30.0  # a killed run redoes at most this much finished work
 
 
 @contextlib.contextmanager
-def _locked(out_dir: Path):
-    """Serialise manifest updates when several splits are ingested into one folder at once."""
-    with open(out_dir / ".manifest.lock", "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+def _locked(out_dir: str):
+    """Serialise manifest updates when several splits are ingested into one folder at once.
+
+    Object stores have no lock: ingest one split per folder at a time there.
+    """
+    if storage.is_url(out_dir) or fcntl is None:
         yield
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        return
+    with open(storage.join(out_dir, ".manifest.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 class SplitBook:
     """One split's part of manifest.json and rejects.csv, in step with the shards on disk."""
 
-    def __init__(self, out_dir: Path, split: str, settings: Settings, labels_csv: str,
+    def __init__(self, out_dir: str, split: str, settings: Settings, labels_csv: str,
                  label_map: LabelMap, pre_decode_rejects: list, source: str):
         self.out_dir, self.split, self.settings, self.source = out_dir, split, settings, source
         self.pre_decode_rejects, self.planned = pre_decode_rejects, None
@@ -258,45 +292,45 @@ class SplitBook:
                        "num_classes": len(label_map), "labels_csv": LABELS_NAME,
                        "labels": [{"index": i, "mid": m, "display_name": n}
                                   for i, (m, n) in enumerate(zip(label_map.mids, label_map.names))]}
-        out_dir.mkdir(parents=True, exist_ok=True)
+        storage.makedirs(out_dir)
         with _locked(out_dir):
             manifest = self._load()
             for key in ("format", "sample_rate", "clip_samples", "labels"):
                 if key in manifest and manifest[key] != self.header[key]:
                     raise ValueError(f"{out_dir} holds shards made with another {key}; "
                                      "ingest into a new --out folder")
-            copy = out_dir / LABELS_NAME
-            if not copy.exists():
-                shutil.copyfile(labels_csv, copy)
-            elif LabelMap.from_csv(copy) != label_map:
+            copy = self.path(LABELS_NAME)
+            if not storage.exists(copy):
+                storage.copy(labels_csv, copy)
+            elif LabelMap.from_csv(_local_copy(copy)) != label_map:
                 raise ValueError(f"{copy} differs from {labels_csv}; ingest into a new --out folder")
         section = manifest.get("splits", {}).get(split, {})
         self.shards = {entry["file"]: entry for entry in section.get("shards", [])}
         self.last_flush = time.monotonic()
 
+    def path(self, name: str) -> str:
+        return storage.join(self.out_dir, name)
+
     def _load(self) -> dict:
-        path = self.out_dir / MANIFEST
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        path = self.path(MANIFEST)
+        return json.loads(storage.read_text(path)) if storage.exists(path) else {}
 
     def prune(self, names: set) -> None:
         """Delete this split's shards outside the plan: a glob over the split must not see them."""
         self.planned = len(names)
-        for path in self.out_dir.glob(f"{self.split}-?????-of-?????.tfrecord*"):
-            if path.name not in names:
-                path.unlink()
+        for path in storage.glob(self.path(f"{self.split}-?????-of-?????.tfrecord*")):
+            if storage.basename(path) not in names:
+                storage.remove(path)
         self.shards = {k: v for k, v in self.shards.items() if k in names}
 
     def is_complete(self, name: str, fingerprint: str) -> bool:
-        entry, path = self.shards.get(name), self.out_dir / name
-        return (entry is not None and entry["fingerprint"] == fingerprint and path.exists()
-                and path.stat().st_size == entry["bytes"])
+        entry, path = self.shards.get(name), self.path(name)
+        return (entry is not None and entry["fingerprint"] == fingerprint and storage.exists(path)
+                and storage.size(path) == entry["bytes"])
 
-    def record(self, name: str, fingerprint: str, num_records: int, class_counts, rejects) -> None:
-        self.shards[name] = {
-            "file": name, "fingerprint": fingerprint, "num_records": num_records,
-            "bytes": (self.out_dir / name).stat().st_size,
-            "class_counts": {str(k): v for k, v in sorted(class_counts.items())},
-            "rejects": [list(r) for r in rejects]}
+    def adopt(self, entry: dict) -> None:
+        """Add a finished shard's entry (from this process or a Beam worker)."""
+        self.shards[entry["file"]] = entry
         if time.monotonic() - self.last_flush > _FLUSH_SECONDS:
             self.flush()
 
@@ -321,102 +355,167 @@ class SplitBook:
             manifest = self._load()  # re-read: another split may have been written meanwhile
             manifest.update(self.header)
             manifest.setdefault("splits", {})[self.split] = self.summary()
-            _write_atomic(self.out_dir / MANIFEST, json.dumps(manifest, indent=1))
-            path, lines = self.out_dir / REJECTS, [["split", "audio_id", "path", "reason", "detail"]]
-            if path.exists():  # other splits' rows stay
-                with open(path, newline="", encoding="utf-8") as f:
-                    lines += [r for r in list(csv.reader(f))[1:] if r and r[0] != self.split]
+            storage.write_atomic(self.path(MANIFEST), json.dumps(manifest, indent=1))
+            path, lines = self.path(REJECTS), [["split", "audio_id", "path", "reason", "detail"]]
+            if storage.exists(path):  # other splits' rows stay
+                lines += [r for r in list(csv.reader(io.StringIO(storage.read_text(path))))[1:]
+                          if r and r[0] != self.split]
             buffer = io.StringIO()
             csv.writer(buffer, lineterminator="\n").writerows(
                 lines + [[self.split, *r] for r in self._all_rejects()])
-            _write_atomic(path, buffer.getvalue())
+            storage.write_atomic(path, buffer.getvalue())
         self.last_flush = time.monotonic()
 
 
-def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: str | None = None,
-           labels_csv: str | None = None, audio_dir: str | None = None, workers: int = 1,
-           settings: Settings = Settings(), progress: bool = True) -> dict:
-    """Write <out>/<split>-NNNNN-of-NNNNN.tfrecord shards; returns the split's summary.
+def write_shard(path: str, tmp: str, shard_rows, results, settings: Settings,
+                fingerprint: str) -> dict:
+    """Write one shard from its rows and their per-clip results (in order); both runners.
 
-    Shards already complete and consistent with manifest.json are kept, not rewritten.
+    The shard exists under its final name only once complete. Returns its manifest entry;
+    uncompressed shards also list each record's byte offset and labels (the index that
+    balanced sampling draws from).
     """
     from glat_tf.data import schema  # TensorFlow only in the writing process
 
+    counts, rejects, offsets, labels, at = collections.Counter(), [], [], [], 0
+    with schema.tf.io.TFRecordWriter(storage.local(tmp), "GZIP" if settings.gzip else "") as writer:
+        for row, (pcm, reason, detail) in zip(shard_rows, results):
+            if pcm is None:
+                rejects.append((row.audio_id, row.path, reason, detail))
+                continue
+            record = schema.encode_example(row.audio_id, np.frombuffer(pcm, np.int16),
+                                           settings.sample_rate, row.labels)
+            writer.write(record)
+            offsets.append(at)
+            labels.append(list(row.labels))
+            at += len(record) + 16  # TFRecord framing: length, its CRC, data, the data's CRC
+            counts.update(row.labels)
+    storage.rename(tmp, path)
+    entry = {"file": storage.basename(path), "fingerprint": fingerprint,
+             "num_records": len(offsets), "bytes": storage.size(path),
+             "class_counts": {str(k): v for k, v in sorted(counts.items())},
+             "rejects": [list(r) for r in rejects]}
+    if not settings.gzip:
+        entry.update(offsets=offsets, labels=labels)
+    return entry
+
+
+def _clip_task(row: Row, settings: Settings):
+    return row.path, settings.sample_rate, settings.clip_samples
+
+
+def plan_split(*, out: str, split: str, segments_csv: str | None, list_csv: str | None,
+               labels_csv: str | None, audio_dir: str | None, settings: Settings):
+    """Rows, rejects and shard plan; the SplitBook; and the shards still to write, for any runner."""
     if (segments_csv is None) == (list_csv is None):
         raise ValueError("give exactly one of segments_csv= or list_csv=")
     if segments_csv and not audio_dir:
         raise ValueError("segments_csv= needs audio_dir= (the folder of Y<YTID>.<ext> files)")
     labels_csv = labels_csv or audioset_labels_csv()
-    label_map = LabelMap.from_csv(labels_csv)
+    label_map = LabelMap.from_csv(_local_copy(labels_csv))
     rows, rejects = plan_rows(label_map, segments_csv, list_csv, audio_dir)
     count = max(1, -(-len(rows) // settings.shard_size))
     plan = [(f"{split}-{i:05d}-of-{count:05d}.tfrecord",
              rows[i * settings.shard_size:(i + 1) * settings.shard_size]) for i in range(count)]
-    book = SplitBook(Path(out), split, settings, labels_csv, label_map, rejects,
-                     source=os.path.basename(segments_csv or list_csv))
+    book = SplitBook(storage.local(out), split, settings, labels_csv, label_map, rejects,
+                     source=storage.basename(segments_csv or list_csv))
     book.prune({name for name, _ in plan})
-    todo = [(name, shard_rows, fingerprint) for name, shard_rows in plan
-            if not book.is_complete(name, fingerprint := _fingerprint(shard_rows, settings, label_map))]
-    tasks = ((r.path, settings.sample_rate, settings.clip_samples)
-             for _, shard_rows, _ in todo for r in shard_rows)
+    fingerprints = {name: _fingerprint(shard_rows, settings, label_map) for name, shard_rows in plan}
+    return book, plan, fingerprints
+
+
+def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: str | None = None,
+           labels_csv: str | None = None, audio_dir: str | None = None, workers: int = 1,
+           settings: Settings = Settings(), progress: bool = True, runner: str = "local",
+           beam_args: list[str] | None = None) -> dict:
+    """Write <out>/<split>-NNNNN-of-NNNNN.tfrecord shards; returns the split's summary.
+
+    Shards already complete and consistent with manifest.json are kept, not rewritten.
+    runner="beam" runs the per-shard step as an Apache Beam pipeline (beam_args: Beam's
+    pipeline options; default the DirectRunner with `workers` processes).
+    """
+    book, plan, fingerprints = plan_split(out=out, split=split, segments_csv=segments_csv,
+                                          list_csv=list_csv, labels_csv=labels_csv,
+                                          audio_dir=audio_dir, settings=settings)
+    if runner == "beam":
+        from glat_tf.data import beam_ingest
+        written = beam_ingest.run(book, plan, fingerprints, workers=workers, beam_args=beam_args,
+                                  progress=progress)
+        return dict(book.summary(), shards_written=written, shards_kept=len(plan) - written)
+    if runner != "local":
+        raise ValueError(f"runner must be 'local' or 'beam', got {runner!r}")
+    todo = [(name, shard_rows) for name, shard_rows in plan
+            if not book.is_complete(name, fingerprints[name])]
+    tasks = (_clip_task(r, settings) for _, shard_rows in todo for r in shard_rows)
     pool = _make_pool(workers)
     written = 0
     try:
         results = _ordered_results(pool, tasks, max_in_flight=8 * workers)
-        with tqdm(total=sum(len(r) for _, r, _ in todo), unit="clip", disable=not progress,
+        with tqdm(total=sum(len(r) for _, r in todo), unit="clip", disable=not progress,
                   desc=f"ingest {split}", file=sys.stderr) as bar:
-            for name, shard_rows, fingerprint in todo:
-                tmp = book.out_dir / f"{name}.tmp-{os.getpid()}"
-                counts, shard_rejects = collections.Counter(), []
-                with schema.tf.io.TFRecordWriter(str(tmp), "GZIP" if settings.gzip else "") as writer:
-                    for row in shard_rows:
-                        pcm, reason, detail = next(results)
-                        bar.update(1)
-                        if pcm is None:
-                            shard_rejects.append((row.audio_id, row.path, reason, detail))
-                            continue
-                        writer.write(schema.encode_example(
-                            row.audio_id, np.frombuffer(pcm, np.int16), settings.sample_rate,
-                            row.labels))
-                        counts.update(row.labels)
-                os.replace(tmp, book.out_dir / name)  # under its final name a shard is complete
-                book.record(name, fingerprint, len(shard_rows) - len(shard_rejects), counts,
-                            shard_rejects)
+            def counted():
+                for result in results:
+                    bar.update(1)
+                    yield result
+
+            clips = counted()
+            for name, shard_rows in todo:
+                path = book.path(name)
+                book.adopt(write_shard(path, f"{path}.tmp-{os.getpid()}", shard_rows, clips,
+                                       settings, fingerprints[name]))
                 written += 1
     finally:
         if pool is not None:
             pool.terminate()
-        for stale in book.out_dir.glob(f"{split}-*.tmp-{os.getpid()}"):
-            stale.unlink()
+        for stale in storage.glob(book.path(f"{split}-*.tmp-{os.getpid()}")):
+            storage.remove(stale)
         book.flush()
     return dict(book.summary(), shards_written=written, shards_kept=len(plan) - written)
 
 
 @one_line_errors("glat-ingest")
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" is Beam's (its own --runner=DataflowRunner, --project, ...).
+    beam_args = argv[argv.index("--") + 1:] if "--" in argv else None
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="glat-ingest", description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--segments", help="AudioSet segments CSV (three '#' header lines)")
     source.add_argument("--list", help="CSV of path,labels (labels by MID or display name)")
+    source.add_argument("--verify", metavar="DIR", help="check a shard folder against its "
+                        "manifest (every record parses, counts equal) and exit")
     parser.add_argument("--labels", help="class_labels_indices.csv (default: AudioSet's 527)")
     parser.add_argument("--audio-dir", help="folder of Y<YTID>.<ext> clips; base of --list paths")
-    parser.add_argument("--out", required=True, help="folder for the shards and manifest.json")
+    parser.add_argument("--out", help="folder for the shards and manifest.json")
     parser.add_argument("--split", help="shard name prefix (default: from the CSV file name)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--runner", choices=("local", "beam"), default="local",
+                        help="local: a process pool; beam: an Apache Beam pipeline (options "
+                             "after --, default the DirectRunner with --workers processes)")
     parser.add_argument("--sample-rate", type=int, default=32000)
     parser.add_argument("--clip-seconds", type=float, default=10.0)
     parser.add_argument("--shard-size", type=int, default=256, help="clips per shard")
     parser.add_argument("--gzip", action="store_true", help="GZIP-compress the shards")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any row is rejected")
     args = parser.parse_args(argv)
+    if args.verify:
+        from glat_tf.data import verify
+        return verify.main(args.verify)
+    if not (args.segments or args.list) or not args.out:
+        parser.error("give --segments or --list, and --out (or --verify DIR)")
+    if beam_args is not None and args.runner != "beam":
+        parser.error("options after -- are Beam's: give --runner beam")
     if args.sample_rate <= 0 or args.clip_seconds <= 0 or args.shard_size <= 0 or args.workers <= 0:
         parser.error("--sample-rate, --clip-seconds, --shard-size and --workers must be positive")
-    split = args.split or Path(args.segments or args.list).stem.removesuffix("_segments")
+    stem = os.path.splitext(storage.basename(args.segments or args.list))[0]
+    split = args.split or stem.removesuffix("_segments")
     settings = Settings(args.sample_rate, args.clip_seconds, args.shard_size, args.gzip)
     # Bad label CSV, unreadable list, mismatched out dir: one line from one_line_errors.
     summary = ingest(out=args.out, split=split, segments_csv=args.segments,
                      list_csv=args.list, labels_csv=args.labels, audio_dir=args.audio_dir,
-                     workers=args.workers, settings=settings)
+                     workers=args.workers, settings=settings, runner=args.runner,
+                     beam_args=beam_args)
     print(f"{split}: {summary['num_clips']} clips in {summary['num_shards']} shards "
           f"({summary['shards_written']} written, {summary['shards_kept']} kept) -> {args.out}")
     for reason, n in sorted(summary["rejects"].items()):

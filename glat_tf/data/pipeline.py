@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import threading
 
 import numpy as np
 import tensorflow as tf
 
-from glat_tf.data import schema
+from glat_tf.data import sampler, schema
 
 _CHUNK = 64  # records parsed together: batched parsing is ~10x cheaper per record
 _READ_BUFFER = 1 << 20
@@ -35,6 +37,94 @@ def read_manifest(shard_dir_or_glob) -> dict:
         return json.load(f)
 
 
+class ShardDamage:
+    """Damaged shards the readers met in this process: the loop logs and counts them.
+
+    A reader ends a file at its first unreadable record (TFRecord has no sync marks to
+    resume from), so a damaged file loses that record and every one after it in that pass.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.skipped = 0  # records lost, summed over passes
+        self.last = None  # the latest damage, one line
+
+    def report(self, line: str, lost: int, skip: bool) -> None:
+        """`line` names the file; `lost` records are gone; raises unless `skip`."""
+        with self._lock:
+            self.skipped += lost
+            self.last = line
+        if not skip:
+            raise tf.errors.DataLossError(None, None, line)
+
+
+DAMAGE = ShardDamage()
+
+
+# What a damaged shard raises from an iterator: DataLossError from the reader itself, or
+# UnknownError wrapping ShardDamage.report's DataLossError (tf.py_function re-types it).
+READ_ERRORS = (tf.errors.DataLossError, tf.errors.UnknownError)
+
+
+def is_damage(exc: Exception) -> bool:
+    """A read error of damaged input (not some other failure that came out of an iterator)."""
+    return isinstance(exc, tf.errors.DataLossError) or bool(DAMAGE.last and DAMAGE.last in str(exc))
+
+
+def input_error_line(exc: Exception) -> str:
+    """One line for a read error of the input: the damaged file when a reader named it."""
+    if DAMAGE.last and DAMAGE.last in str(exc):
+        return DAMAGE.last
+    text = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", str(exc)).strip()
+    text = " ".join(text.split())
+    return (f"unreadable training or evaluation data ({text}); no manifest.json lists these "
+            "files, so the file is unknown: check the folder with glat-ingest --verify")
+
+
+def _checked_reader(compression: str, skip: bool):
+    """file, expected records -> its records; a file ending early is reported (or skipped).
+
+    Needs the manifest's record counts: without them a damaged end looks like a clean one.
+    """
+    def read(file, expected):
+        records = tf.data.TFRecordDataset(file, compression, buffer_size=_READ_BUFFER)
+        marked = records.ignore_errors().map(lambda r: (r, False)).concatenate(
+            tf.data.Dataset.from_tensors((tf.constant(b""), True)))  # end-of-file mark
+        counted = marked.scan(tf.constant(0, tf.int64),
+                              lambda n, e: (n + 1, (e[0], e[1], n)))
+
+        def report(f, n, m):
+            DAMAGE.report(f"damaged shard {f.numpy().decode()}: read {int(n)} of its {int(m)} "
+                          "records, the rest is truncated or corrupt", int(m - n), skip)
+            return False
+
+        def keep(record, end, n):
+            return tf.cond(end, lambda: tf.cond(
+                n < expected, lambda: tf.py_function(report, [file, n, expected], tf.bool),
+                lambda: tf.constant(False)), lambda: tf.constant(True))
+
+        return counted.filter(keep).map(lambda record, end, n: record)
+
+    return read
+
+
+def _files_and_reader(files: list[str], info: dict, skip_corrupt: bool):
+    """Dataset of (file, expected records) and the reader of one such pair."""
+    records = info["records"]
+    if records is None:
+        if skip_corrupt:
+            raise ValueError("skip_corrupt needs the record counts of manifest.json, and no "
+                             "manifest lists these shards")
+        counts = [-1] * len(files)
+
+        def reader(file, expected):
+            return tf.data.TFRecordDataset(file, info["compression"], buffer_size=_READ_BUFFER)
+    else:
+        counts = [records[f] for f in files]
+        reader = _checked_reader(info["compression"], skip_corrupt)
+    return tf.data.Dataset.from_tensor_slices((files, tf.constant(counts, tf.int64))), reader
+
+
 def _list_files(file_pattern) -> list[str]:
     files = []
     for pattern in _patterns(file_pattern):
@@ -53,7 +143,8 @@ def _describe(files: list[str], num_classes: int) -> dict:
         manifest = read_manifest(files[0])
     except FileNotFoundError:
         manifest = None
-    info = {"compression": None, "clip_samples": None, "class_counts": None, "num_clips": None}
+    info = {"compression": None, "clip_samples": None, "class_counts": None, "num_clips": None,
+            "records": None, "index": None}
     if manifest is not None:
         if manifest["num_classes"] > num_classes:
             raise ValueError(f"num_classes={num_classes} but the shards have "
@@ -69,7 +160,10 @@ def _describe(files: list[str], num_classes: int) -> dict:
                     counts[int(index)] += n
             info["class_counts"] = counts
             info["num_clips"] = sum(entry["num_records"] for _, entry in found)
+            info["records"] = {f: entry["num_records"] for f, (_, entry) in zip(files, found)}
             info["compression"] = manifest["splits"][found[0][0]]["compression"]
+            if not info["compression"] and all("offsets" in e for _, e in found):
+                info["index"] = [e for _, e in found]  # record offsets: balanced draws by index
     if info["compression"] is None:  # no manifest: look at the gzip magic number
         with tf.io.gfile.GFile(files[0], "rb") as f:
             info["compression"] = "GZIP" if f.read(2) == b"\x1f\x8b" else ""
@@ -114,20 +208,23 @@ def _balanced_copies(labels, class_counts: np.ndarray, num_clips: int, seed):
 def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: bool = True,
                   mixup_alpha: float = 0.0, crop_samples: int | None = None,
                   shuffle_buffer: int = 1024, seed: int | None = None, input_context=None,
-                  class_counts=None) -> tf.data.Dataset:
+                  class_counts=None, skip_corrupt: bool = False) -> tf.data.Dataset:
     """Infinite ((B, S) float32 waveform in [-1, 1), (B, L) float32 labels) batches.
 
     class_counts (clips per class of these shards) defaults to the manifest's; balanced
     sampling needs them. With input_context, files are split across input pipelines and
-    batch_size is the global batch. Example:
+    batch_size is the global batch. A shard ending before its manifest count raises
+    DataLossError naming it; with skip_corrupt its lost records are counted in
+    DAMAGE and training goes on. Example:
         ds = train_dataset("shards/train-*.tfrecord", 32, 527, mixup_alpha=0.5)
         waveform, labels = next(iter(ds))
     """
     if batch_size <= 0 or mixup_alpha < 0 or (crop_samples is not None and crop_samples <= 0):
         raise ValueError(f"need batch_size > 0, mixup_alpha >= 0, crop_samples > 0; got "
                          f"{batch_size=}, {mixup_alpha=}, {crop_samples=}")
-    files = _list_files(file_pattern)
+    files = all_files = _list_files(file_pattern)
     info = _describe(files, num_classes)
+    explicit_counts = class_counts
     if balanced:
         class_counts = info["class_counts"] if class_counts is None else np.asarray(class_counts)
         if class_counts is None:
@@ -146,12 +243,21 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
     seed = random.SystemRandom().randrange(2 ** 31) if seed is None else int(seed)
     if input_context is not None:
         seed += 7919 * input_context.input_pipeline_id  # different streams per pipeline
+    if balanced and explicit_counts is None and info["index"] is not None:
+        # Exact BalancedTrainSampler draws over the record index (see sampler.py); every
+        # pipeline draws from all files with its own seed, as PANNs' samplers per worker do.
+        ds = sampler.draw_records(sampler.RecordIndex(all_files, info["index"]), num_classes,
+                                  seed, _CHUNK, skip_corrupt)
+        ds = ds.map(lambda serialized: schema.parse_batch(serialized, num_classes),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.unbatch().map(lambda e: {"pcm": e["pcm"], "labels": e["labels"]})
+        return _finish(ds, batch_size, seed, clip_samples, crop_samples, mixup_alpha,
+                       deterministic)
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds, reader = _files_and_reader(files, info, skip_corrupt)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, info["compression"], buffer_size=_READ_BUFFER),
-        cycle_length=min(len(files), 8), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+        reader, cycle_length=min(len(files), 8), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic)
     if record_shard is not None:
         ds = ds.shard(*record_shard)
@@ -172,6 +278,12 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
         ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(
             {"pcm": e["pcm"], "labels": e["labels"]}).repeat(tf.cast(e["copies"], tf.int64)))
     ds = ds.shuffle(shuffle_buffer, seed=seed)
+    return _finish(ds, batch_size, seed, clip_samples, crop_samples, mixup_alpha, deterministic)
+
+
+def _finish(ds, batch_size: int, seed: int, clip_samples, crop_samples, mixup_alpha: float,
+            deterministic: bool) -> tf.data.Dataset:
+    """{"pcm", "labels"} clips -> (waveform, labels) batches: crop, decode, mixup."""
     ds = ds.batch(batch_size, drop_remainder=True).enumerate()
 
     def finish(step, batch):
@@ -204,6 +316,8 @@ def eval_dataset(file_pattern, batch_size: int, num_classes: int, *, with_ids: b
                  input_context=None) -> tf.data.Dataset:
     """Every clip exactly once, in shard order (sorted audio ids), last batch kept.
 
+    A damaged shard raises DataLossError naming it (evaluation never skips records).
+
     Yields (waveform, labels) or, with with_ids, (waveform, labels, audio_id string).
     """
     if batch_size <= 0:
@@ -213,7 +327,8 @@ def eval_dataset(file_pattern, batch_size: int, num_classes: int, *, with_ids: b
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     files, record_shard = _shard(files, input_context)
-    ds = tf.data.TFRecordDataset(files, info["compression"], buffer_size=_READ_BUFFER)
+    files_ds, reader = _files_and_reader(files, info, skip_corrupt=False)
+    ds = files_ds.flat_map(reader)
     if record_shard is not None:
         ds = ds.shard(*record_shard)
 
