@@ -164,6 +164,8 @@ def export_single_file(model, out_dir, labels, *, variants=("f32",), window_samp
     if len(labels) != model.num_classes:
         raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
     window_samples = window_samples or int(round(DEFAULT_WINDOW_SECONDS * model.sample_rate))
+    if not model.built:
+        model(tf.zeros([1, window_samples]), training=False)
     facts = model_facts(model, window_samples)
     converted = convert(model, variants, window_samples, calibration)
     out = pathlib.Path(out_dir)
