@@ -7,10 +7,12 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from glat_tf import console  # noqa: E402  first: TensorFlow's start-up stays quiet
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glat-export", description=__doc__)
+    console.add_verbose(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     saved = sub.add_parser("saved-model", help="TF Serving layout <out>/<version>/")
@@ -32,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     lite.add_argument("--window-seconds", type=float, default=10.0,
                       help="fixed input window of the global model (default 10 s)")
     lite.add_argument("--labels", help="class CSV, as for saved-model")
+    for command in (saved, lite):
+        console.add_verbose(command)
     lite.add_argument("--streaming", action="store_true",
                       help="also the feature-streaming models (chunk + head per stream) that "
                            "python -m edge_runtime.stream --streaming runs")

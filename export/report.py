@@ -52,7 +52,7 @@ def latency_ms(pair, waveform: np.ndarray, runs: int) -> dict:
 def build_report(model, exported_dir, waveforms: np.ndarray, labels: np.ndarray,
                  latency_runs: int = 10, progress: bool = True) -> dict:
     """Everything the README table shows, per variant, as one JSON-ready dict."""
-    from tqdm import tqdm
+    from glat_tf.console import Progress as tqdm
 
     from export import acceptance, litert_convert
     from export.tflite import LitePair

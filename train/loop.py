@@ -13,7 +13,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
-from tqdm import tqdm
+from glat_tf.console import Progress as tqdm  # plain lines in logs
 
 from train.checkpoints import Checkpointer, StopRequest, save_keras
 from train.evaluate import format_line, main_stream, make_forward, predict, score_streams

@@ -28,8 +28,9 @@ except ImportError:  # Windows: no lock, ingest one split per folder at a time
 import numpy as np
 import soundfile as sf
 import soxr
-from tqdm import tqdm
+from glat_tf.console import Progress as tqdm  # plain lines in logs
 
+from glat_tf import console
 from glat_tf.data.labels import LabelMap, audioset_labels_csv, read_list_csv, read_segments_csv
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")  # preference order when several exist
@@ -374,6 +375,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shard-size", type=int, default=256, help="clips per shard")
     parser.add_argument("--gzip", action="store_true", help="GZIP-compress the shards")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any row is rejected")
+    console.add_verbose(parser)
     args = parser.parse_args(argv)
     if args.sample_rate <= 0 or args.clip_seconds <= 0 or args.shard_size <= 0 or args.workers <= 0:
         parser.error("--sample-rate, --clip-seconds, --shard-size and --workers must be positive")
