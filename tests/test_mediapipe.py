@@ -153,3 +153,23 @@ def test_audio_stream_mode_in_one_second_blocks(export):
     for k, (ms, result) in enumerate(results):
         scores, _ = heads(result)
         np.testing.assert_allclose(scores["fused"], reference["fused"][k], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_glat_export_single_file_flag(tmp_path, capsys):
+    from export import cli
+    model = GlatModel.from_preset("cnn10_tiny", num_classes=3, n_clips=1, tau=1.0,
+                                  class_names=NAMES[:3])
+    model(np.zeros([1, 32000], np.float32))
+    model.save(tmp_path / "m.keras")
+    assert cli.main(["tflite", "--model", str(tmp_path / "m.keras"), "--out", str(tmp_path / "mp"),
+                     "--single-file", "--variants", "f32", "--window-seconds", "2"]) == 0
+    assert "single_file.json" in capsys.readouterr().out
+    assert cli.main(["tflite", "--model", str(tmp_path / "m.keras"), "--out", str(tmp_path / "x"),
+                     "--single-file", "--variants", "f16"]) == 2  # not a single-file variant
+    with classifier(tmp_path / "mp" / "glat_f32.tflite", audio.RunningMode.AUDIO_CLIPS) as c:
+        result = c.classify(audio_data.AudioData.create_from_array(
+            np.zeros(64000, np.float32), 32000))
+    assert len(result) == 1
+    assert sorted(x.category_name for x in result[0].classifications[0].categories) == \
+        sorted(NAMES[:3])
