@@ -65,7 +65,8 @@ class Progress(_tqdm or object):
 
     def __init__(self, *args, percent: float = 5.0, **kwargs):
         stream = kwargs.get("file") or sys.stderr
-        if not getattr(stream, "isatty", lambda: False)():
+        self.plain = not getattr(stream, "isatty", lambda: False)()
+        if self.plain:
             total = kwargs.get("total")
             if total is None and args and hasattr(args[0], "__len__"):
                 total = len(args[0])
@@ -78,6 +79,16 @@ class Progress(_tqdm or object):
             kwargs.setdefault("maxinterval", float("inf"))
             kwargs.setdefault("ncols", 80)
         super().__init__(*args, **kwargs)
+
+    # A new postfix or description shows with the next line instead of printing one itself.
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh and not self.plain, **kwargs)
+
+    def set_postfix_str(self, s="", refresh=True):
+        super().set_postfix_str(s, refresh and not self.plain)
+
+    def set_description(self, desc=None, refresh=True):
+        super().set_description(desc, refresh and not self.plain)
 
 
 class _Lines:

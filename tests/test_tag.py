@@ -129,9 +129,11 @@ def test_progress_writes_plain_lines_when_not_a_terminal():
     import io
     from glat_tf.console import Progress
     stream = io.StringIO()
-    for _ in Progress(range(200), file=stream, desc="work"):
-        pass
+    with Progress(total=200, file=stream, desc="work") as bar:
+        for _ in range(200):
+            bar.update(1)
+            bar.set_postfix(loss=0.5)  # shown with the next line, not a line of its own
     lines = stream.getvalue().splitlines()
     assert "\r" not in stream.getvalue()
     assert 15 <= len(lines) <= 25, lines  # one line per 5 %, not one per item
-    assert lines[-1].startswith("work: 100%")
+    assert lines[-1].startswith("work: 100%") and "loss=0.5" in lines[-1]
