@@ -56,6 +56,16 @@ def glat_model(preset, num_classes, n_clips, tau):
                      sample_rate=SAMPLE_RATE)
 
 
+def variant_model(preset, args, name, samples):
+    """A GL-AT variant of train/variants.py, built as glat-fit builds it."""
+    from train.run import FitConfig, build_model
+    from train.variants import glat_variants
+    fields = glat_variants({"backbone": preset, "backbone_kwargs": {}})[name]
+    config = FitConfig(train="-", out="-", backbone=preset, n_clips=args.n_clips,
+                       tau=args.tau).replace(**fields)
+    return build_model(config, args.num_classes, SAMPLE_RATE, None, samples)
+
+
 def measure(preset, args) -> dict:
     samples = int(round(args.seconds * SAMPLE_RATE))
     net = backbones.build(preset, num_classes=args.num_classes)
@@ -73,6 +83,15 @@ def measure(preset, args) -> dict:
             row["glat_ms_per_clip"][str(b)] = ms_per_clip(glat, b, samples, args.repeats)
             row["glat_ratio"][str(b)] = (row["glat_ms_per_clip"][str(b)]
                                          / row["backbone_ms_per_clip"][str(b)])
+    for name in args.variants:
+        model = variant_model(preset, args, name, samples)
+        row.setdefault("variants", {})[name] = {
+            "params": trainable_params(model),
+            "ms_per_clip": {str(b): ms_per_clip(model, b, samples, args.repeats)
+                            for b in args.batch_sizes}}
+        row["variants"][name]["ratio"] = {
+            b: ms / row["backbone_ms_per_clip"][b]
+            for b, ms in row["variants"][name]["ms_per_clip"].items()}
     return row
 
 
@@ -100,6 +119,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n-clips", type=int, default=5)
     parser.add_argument("--tau", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", default="", type=lambda t: [v for v in t.split(",") if v],
+                        help="GL-AT variants of train/variants.py to measure too, e.g. "
+                             "glat_shared,glat_cheap_local")
     parser.add_argument("--out", default="bench/results/model_cost.json")
     args = parser.parse_args(argv)
     tf.get_logger().setLevel("ERROR")  # one tf.function per model and batch: retracing is meant

@@ -1,4 +1,5 @@
-"""Training clips/s of the plain backbone and of GL-AT (same preset, batch, clip length), and their ratio.
+"""Training clips/s of the plain backbone, GL-AT and its variants (same preset, batch, clip
+length), and each one's cost ratio to the backbone.
 
     python bench/train_throughput.py --backbone cnn10_tiny --batch-size 8 --n-clips 3 --tau 2
 
@@ -20,10 +21,10 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from glat_tf.model import GlatModel
-from glat_tf.baseline import BackboneTagger
 from train.fit import json_object
 from train.loop import LoopSettings, make_optimizer, make_train_step
+from train.run import FitConfig, build_model
+from train.variants import glat_variants
 
 
 def make_runner(model, batch, labels, warmup: int):
@@ -61,25 +62,33 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="steps per timed run")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (best reported)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--variants", help="comma-separated runs of train/variants.py "
+                                           "(default: every GL-AT variant)")
     parser.add_argument("--out", default="bench/results/train_throughput.json")
     args = parser.parse_args(argv)
     samples = int(round(args.seconds * args.sample_rate))
     keras.utils.set_random_seed(0)
     batch = tf.random.normal([args.batch_size, samples], stddev=0.1)
     labels = tf.cast(tf.random.uniform([args.batch_size, args.num_classes]) < 0.2, tf.float32)
-    models = {
-        "backbone": BackboneTagger(args.backbone, args.num_classes, args.sample_rate,
-                                   backbone_kwargs=args.backbone_kwargs, name="backbone"),
-        "glat": GlatModel(args.backbone, args.num_classes, args.n_clips, args.tau,
-                          args.sample_rate, backbone_kwargs=args.backbone_kwargs, name="glat"),
-    }
+    base = FitConfig(train="-", out="-", backbone=args.backbone, n_clips=args.n_clips,
+                     tau=args.tau, backbone_kwargs=args.backbone_kwargs)
+    variants = {"backbone": {"backbone_only": True}}
+    variants.update(glat_variants({"backbone": args.backbone,
+                                   "backbone_kwargs": args.backbone_kwargs}))
+    wanted = args.variants.split(",") if args.variants else list(variants)
+    unknown = sorted(set(wanted) - set(variants))
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; choose from {', '.join(variants)}")
+    # The models are built as glat-fit builds them, from the same FitConfig changes.
+    models = {name: build_model(base.replace(**variants[name]), args.num_classes,
+                                args.sample_rate, None, samples)
+              for name in dict.fromkeys(["backbone", *wanted])}
     result = {"backbone": args.backbone, "backbone_kwargs": args.backbone_kwargs,
               "batch_size": args.batch_size, "seconds": args.seconds,
               "n_clips": args.n_clips, "tau": args.tau, "cpu_count": os.cpu_count(),
               "machine": platform.processor() or platform.machine(), "tensorflow": tf.__version__}
     runners = {}
     for name, model in models.items():
-        model.build((None, samples))
         runners[name] = make_runner(model, batch, labels, args.warmup)
     # Rounds alternate between the models so both meet the same load on a shared machine;
     # the best round is the least disturbed one.
@@ -92,10 +101,15 @@ def main(argv=None) -> int:
                         "runs": runs}
         print(f"{name:8s} {max(runs):7.2f} clips/s best of {len(runs)} (median "
               f"{statistics.median(runs):.2f})", flush=True)
-    ratio = result["backbone"]["clips_per_second"] / result["glat"]["clips_per_second"]
-    result["glat_cost_ratio"] = ratio
+    result["seconds_per_step"] = {name: args.batch_size / result[name]["clips_per_second"]
+                                  for name in runners}
+    for name in runners:
+        if name != "backbone":
+            result[f"{name}_cost_ratio"] = (result["backbone"]["clips_per_second"]
+                                            / result[name]["clips_per_second"])
+            print(f"{name} step costs {result[f'{name}_cost_ratio']:.2f}x the backbone's")
     expected = 1 + args.n_clips * args.tau / args.seconds
-    print(f"GL-AT step costs {ratio:.2f}x the backbone's (1 + N*tau/T0 = {expected:.2f})")
+    print(f"(GL-AT's conv-dominated estimate: 1 + N*tau/T0 = {expected:.2f})")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)

@@ -9,8 +9,9 @@ _console.quiet_startup()
 # BackboneTagger, the backbones and their layers): `import glat_tf` is enough for
 # keras.saving.load_model.
 from glat_tf.baseline import BackboneTagger  # noqa: E402
+from glat_tf.config import FrontendConfig  # noqa: E402
 from glat_tf.model import GlatModel  # noqa: E402
 
 from glat_tf.tagger import Tagger  # noqa: E402
 
-__all__ = ["BackboneTagger", "GlatModel", "Tagger", "__version__"]
+__all__ = ["BackboneTagger", "FrontendConfig", "GlatModel", "Tagger", "__version__"]

@@ -27,6 +27,11 @@ class TaggingModel(keras.Model):
         super().__init__(**kwargs)
         self.class_names = tuple(str(n) for n in class_names)
         self.class_mids = tuple(str(m) for m in class_mids)
+        self.track_losses(self.loss_names)
+
+    def track_losses(self, names) -> None:
+        """The losses model.fit reports (stream_losses' keys); set in __init__, never traced."""
+        self.loss_names = tuple(names)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
 
     def check_labels(self) -> None:

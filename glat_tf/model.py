@@ -18,6 +18,7 @@ from glat_tf.layers.select_clips import SelectClips
 
 LOSS_MODES = ("joint", "frozen_global")
 STREAMS = ("global", "local")
+DISTILL_TARGETS = ("fused", "local")
 
 
 def max_mean_pool(scores, axis):
@@ -73,6 +74,11 @@ class GlatModel(TaggingModel):
     loads without the preset table. loss_mode `joint` trains L_g + L_l (the paper);
     `frozen_global` trains the local stream on L_l only with the global stream frozen in
     inference mode (the authors' code).
+    Variants that let the streams help each other: `share_weights` runs one network on both
+    views (the clip and its windows), so L_l also trains the global features; with
+    `distill_weight` > 0 the global clip score also learns the (stop-gradient) `fused` or
+    `local` score as a soft target, so the global model alone improves; a cheaper
+    `local_backbone` (another preset or frontend) lowers the local stream's cost.
 
     Example:
         model = GlatModel.from_preset("cnn10", num_classes=527, n_clips=5, tau=3.0)
@@ -84,15 +90,30 @@ class GlatModel(TaggingModel):
 
     def __init__(self, backbone="cnn10", num_classes=None, n_clips=5, tau=3.0, sample_rate=None,
                  loss_mode="joint", suppress_overlap=True, selection="attention",
-                 backbone_kwargs=None, local_backbone=None, class_names=(), class_mids=(),
+                 backbone_kwargs=None, local_backbone=None, share_weights=False,
+                 distill_weight=0.0, distill_target="fused", class_names=(), class_mids=(),
                  **kwargs):
         super().__init__(class_names=class_names, class_mids=class_mids, **kwargs)
         if loss_mode not in LOSS_MODES:
             raise ValueError(f"loss_mode must be one of {LOSS_MODES}, got loss_mode={loss_mode!r}")
+        if share_weights and (local_backbone is not None or loss_mode == "frozen_global"):
+            raise ValueError("share_weights runs one network on both views: it takes no "
+                             "local_backbone and cannot freeze the global stream")
+        if distill_target not in DISTILL_TARGETS or not distill_weight >= 0:
+            raise ValueError(f"need distill_weight >= 0 and distill_target in {DISTILL_TARGETS}, "
+                             f"got {distill_weight!r}, {distill_target!r}")
+        if distill_weight and loss_mode != "joint":
+            raise ValueError("distillation trains the global stream: use loss_mode='joint'")
+        self.share_weights = bool(share_weights)
+        self.distill_weight = float(distill_weight)
+        self.distill_target = distill_target
         self.global_backbone = global_stream(backbone, num_classes, sample_rate, backbone_kwargs)
-        self.local_backbone = (clone_backbone(self.global_backbone, "local_stream")
-                               if local_backbone is None
-                               else as_backbone(local_backbone, "local_backbone"))
+        if self.share_weights:
+            self.local_backbone = self.global_backbone
+        elif local_backbone is None:
+            self.local_backbone = clone_backbone(self.global_backbone, "local_stream")
+        else:
+            self.local_backbone = as_backbone(local_backbone, "local_backbone")
         self.num_classes = self.global_backbone.num_classes
         self.sample_rate = self.global_backbone.sample_rate
         if (self.local_backbone.num_classes, self.local_backbone.sample_rate) != (
@@ -107,6 +128,8 @@ class GlatModel(TaggingModel):
                                   name="select_clips")
         self.select.check_inputs((None, None), self.num_classes)  # N <= classes, at construction
         self.check_labels()
+        if self.distill_weight:
+            self.track_losses(self.loss_names + ("distill_loss",))
         if loss_mode == "frozen_global":
             # Frozen also means inference-mode BN: its statistics must not drift either.
             self.global_backbone.trainable = False
@@ -191,15 +214,26 @@ class GlatModel(TaggingModel):
         return {**out, **self.fuse(out["global"], per_clip), "per_clip": per_clip}
 
     def stream_losses(self, outputs, labels):
-        """Per-example losses (batch,): `global_loss`, `local_loss` and the trained `loss`."""
+        """Per-example losses (batch,): `global_loss`, `local_loss`, with distillation
+        `distill_loss` (BCE of the global score on the stop-gradient target), and the
+        trained `loss`."""
         global_loss = binary_crossentropy(labels, outputs["global"])
         local_loss = binary_crossentropy(labels, outputs["local"])
         loss = global_loss + local_loss if self.loss_mode == "joint" else local_loss
-        return {"loss": loss, "global_loss": global_loss, "local_loss": local_loss}
+        losses = {"global_loss": global_loss, "local_loss": local_loss}
+        if self.distill_weight:
+            target = tf.stop_gradient(outputs[self.distill_target])
+            losses["distill_loss"] = binary_crossentropy(target, outputs["global"])
+            loss = loss + self.distill_weight * losses["distill_loss"]
+        return {"loss": loss, **losses}
 
     def get_config(self):
+        # A shared network is saved once: loading must give one object again, not two copies.
+        local = (None if self.share_weights
+                 else keras.saving.serialize_keras_object(self.local_backbone))
         return {**super().get_config(),
                 "backbone": keras.saving.serialize_keras_object(self.global_backbone),
-                "local_backbone": keras.saving.serialize_keras_object(self.local_backbone),
+                "local_backbone": local, "share_weights": self.share_weights,
+                "distill_weight": self.distill_weight, "distill_target": self.distill_target,
                 "n_clips": self.n_clips, "tau": self.tau, "loss_mode": self.loss_mode,
                 "suppress_overlap": self.suppress_overlap, "selection": self.selection}

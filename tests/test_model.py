@@ -173,3 +173,61 @@ def test_class_names_travel_inside_the_model(batch, tmp_path):
     assert loaded.class_names == tuple(names) and loaded.class_mids == tuple(mids)
     with pytest.raises(ValueError, match="2 class_names for a model of 6 classes"):
         tiny(class_names=["a", "b"])
+
+
+def test_shared_weights_are_one_network_trained_by_both_losses(batch, tmp_path):
+    model = tiny(share_weights=True)
+    wave, labels = batch
+    model(wave)
+    assert model.local_backbone is model.global_backbone
+    separate = tiny()
+    separate(wave)
+    assert model.count_params() * 2 == separate.count_params()
+    variables = model.global_backbone.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        losses = model.stream_losses(model(wave, training=False), labels)
+        local = tf.reduce_mean(losses["local_loss"])
+    # L_l reaches the (shared) global features: the point of the variant.
+    assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+               for g in tape.gradient(local, variables))
+    model.save(tmp_path / "shared.keras")
+    loaded = keras.models.load_model(tmp_path / "shared.keras")
+    assert loaded.local_backbone is loaded.global_backbone
+    np.testing.assert_allclose(loaded(wave)["fused"], model(wave)["fused"], atol=1e-6)
+    with pytest.raises(ValueError, match="share_weights"):
+        tiny(share_weights=True, loss_mode="frozen_global")
+
+
+def test_distillation_trains_the_global_stream_towards_the_fused_score(batch):
+    wave, labels = batch
+    model = tiny(distill_weight=1.0, distill_target="local")
+    out = model(wave, training=False)
+    losses = model.stream_losses(out, labels)
+    expected = keras.losses.binary_crossentropy(out["local"], out["global"])
+    np.testing.assert_allclose(losses["distill_loss"], expected, atol=1e-6)
+    np.testing.assert_allclose(losses["loss"], losses["global_loss"] + losses["local_loss"]
+                               + losses["distill_loss"], atol=1e-6)
+    # The target is a constant: distillation moves the global stream only.
+    variables = model.local_backbone.trainable_variables
+    with tf.GradientTape() as tape:
+        distill = tf.reduce_mean(model.stream_losses(model(wave, training=False),
+                                                     labels)["distill_loss"])
+    assert all(g is None for g in tape.gradient(distill, variables))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = model.fit(wave, labels, batch_size=2, epochs=1, verbose=0).history
+    assert set(history) == {"loss", "global_loss", "local_loss", "distill_loss"}
+    with pytest.raises(ValueError, match="distill"):
+        tiny(distill_weight=1.0, loss_mode="frozen_global")
+
+
+def test_a_cheaper_local_backbone(batch):
+    from glat_tf import backbones
+    local = backbones.build("cnn6_tiny", num_classes=CLASSES, frontend={"n_mels": 32},
+                            name="local_stream")
+    model = tiny(local_backbone=local)
+    out = model(batch[0])
+    assert out["per_clip"].shape == (2, 2, CLASSES)
+    assert model.local_backbone.count_params() < model.global_backbone.count_params()
+    config = model.get_config()
+    clone = GlatModel.from_config(config)
+    assert clone.local_backbone.frontend_config.n_mels == 32

@@ -295,10 +295,15 @@ def test_init_from_a_panns_checkpoint_fills_both_streams_for_a_new_label_set(tmp
 
 
 def test_experiment_rows_scale_the_matched_baseline_and_report_the_spread():
-    from train.experiments import row_specs
     from train.report import aggregate, markdown_table
+    from train.variants import row_specs
 
-    specs = row_specs({"steps": 200, "tau": 2.0}, ratio=1.58)
+    specs = row_specs({"steps": 200, "tau": 2.0, "backbone": "cnn10_tiny",
+                       "backbone_kwargs": {"n_mels": 32}}, ratio=1.58)
+    assert specs["glat_shared"] == {"share_weights": True}
+    assert specs["glat_distill"]["distill_weight"] > 0
+    assert specs["glat_cheap_local"] == {"local_backbone": "cnn10_tiny", "local_backbone_kwargs":
+                                         {"n_mels": 32, "width": 0.0625}}
     assert specs["baseline_matched"] == {"backbone_only": True, "steps": 316}
     assert specs["baseline_crop"] == {"backbone_only": True, "random_crop": 2.0}
     assert specs["glat_random"] == {"selection": "random"}

@@ -1,12 +1,16 @@
-"""The demo result table with its controls, over seeds: baseline, GL-AT, random windows, matched compute, crops.
+"""The result table over seeds: baseline, GL-AT and its variants, random windows, matched
+compute, random crops (rows: train/variants.py), on the demo set or any AudioSet-format shards.
 
-    python train/experiments.py                    # train/configs/experiments.py, all rows
-    python train/experiments.py --seeds 0 --steps 20 --out runs/exp-smoke
+    python train/experiments.py                    # train/configs/experiments.py, demo set
+    python train/experiments.py --train "shards/train-*" --eval "shards/eval-*" \
+        --strong-labels strong.csv --config experiments --seeds 0,1,2
+    python train/experiments.py --seeds 0 --steps 20 --out runs/exp-smoke --rows baseline,glat
 
 Each run is a `glat-fit` process (resumable: a finished run is kept, an interrupted one
-continues) that evaluates its final step; the baseline and GL-AT runs also get `glat-eval
---strong-labels` for mAP by event duration.
-Writes <results>/demo_results.json and demo_results.md.
+continues) that evaluates its final step; with strong labels every run also gets `glat-eval
+--strong-labels` for mAP by event duration. Every row's training cost per step is measured by
+bench/train_throughput.py on this preset, N and tau; the compute-matched baseline trains
+steps x GL-AT's ratio. Writes <results>/demo_results.{json,md} and map_vs_compute.png.
 """
 
 from __future__ import annotations
@@ -17,21 +21,12 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 
-from train import report
+from train import plots, report
 from train.demo import flags, load_config
 from train.run import final_eval
-
-
-def row_specs(config: dict, ratio: float) -> dict:
-    """{run name: extra fit flags}; the compute-matched baseline gets steps x the cost ratio."""
-    return {
-        "baseline": {"backbone_only": True},
-        "glat": {},
-        "glat_random": {"selection": "random"},
-        "baseline_matched": {"backbone_only": True, "steps": int(round(config["steps"] * ratio))},
-        "baseline_crop": {"backbone_only": True, "random_crop": config["tau"]},
-    }
+from train.variants import row_specs
 
 
 # (table row, run name, stream)
@@ -39,19 +34,29 @@ TABLE = (("baseline (backbone only)", "baseline", "global"),
          ("GL-AT global only", "glat", "global"),
          ("GL-AT local only", "glat", "local"),
          ("GL-AT fused", "glat", "fused"),
+         ("GL-AT shared weights, global only", "glat_shared", "global"),
+         ("GL-AT shared weights, fused", "glat_shared", "fused"),
+         ("GL-AT distilled, global only", "glat_distill", "global"),
+         ("GL-AT distilled, fused", "glat_distill", "fused"),
+         ("GL-AT shared + distilled, global only", "glat_shared_distill", "global"),
+         ("GL-AT shared + distilled, fused", "glat_shared_distill", "fused"),
+         ("GL-AT half-width local stream, fused", "glat_cheap_local", "fused"),
          ("GL-AT random windows, local only", "glat_random", "local"),
          ("GL-AT random windows, fused", "glat_random", "fused"),
          ("baseline, compute-matched steps", "baseline_matched", "global"),
          ("baseline on random tau crops", "baseline_crop", "global"))
 
 
-GROUPED = ("baseline", "glat")  # runs also scored by event-duration group
 TRAINED: list = []  # run folders this invocation trained (the others were finished already)
 
 
-def measure_ratio(config: dict) -> float:
-    """GL-AT / backbone cost per training step, measured by bench/train_throughput.py."""
-    out = os.path.join(config["out"], "train_throughput.json")
+def measure_costs(config: dict) -> dict:
+    """Every row's training cost per step, measured by bench/train_throughput.py for this
+    preset, batch, N and tau (cached beside the runs under a name of those settings)."""
+    settings = json.dumps([config["backbone"], config.get("backbone_kwargs", {}),
+                           config["batch_size"], config["n_clips"], config["tau"],
+                           config["num_classes"]], sort_keys=True)
+    out = os.path.join(config["out"], f"train_throughput-{zlib.crc32(settings.encode()):08x}.json")
     if not os.path.exists(out):
         bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "bench", "train_throughput.py")
@@ -61,7 +66,14 @@ def measure_ratio(config: dict) -> float:
                         "--n-clips", str(config["n_clips"]), "--tau", str(config["tau"]),
                         "--num-classes", str(config["num_classes"]), "--out", out], check=True)
     with open(out, encoding="utf-8") as f:
-        return json.load(f)["glat_cost_ratio"]
+        return json.load(f)
+
+
+def run_seconds(name: str, extra: dict, costs: dict, steps: int) -> float:
+    """CPU-seconds of training a row took by the benchmark's cost per step (its model's)."""
+    model = ("backbone" if extra.get("backbone_only") else
+             name if name in costs["seconds_per_step"] else "glat")
+    return steps * costs["seconds_per_step"][model]
 
 
 def run_one(fit_config: dict, run_dir: str, strong_labels: str | None) -> dict:
@@ -102,12 +114,19 @@ def groups_of(run_dir: str) -> dict | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments", help="name in train/configs/")
+    parser.add_argument("--train", help="training shard glob (default: the demo set)")
+    parser.add_argument("--eval", help="evaluation shard glob (with --train)")
+    parser.add_argument("--strong-labels", help="onset/offset CSV: mAP by event duration")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
     parser.add_argument("--steps", type=int, help="override the config's steps")
+    parser.add_argument("--rows", help="comma-separated runs to train (default: all)")
     parser.add_argument("--out", help="override the config's run folder")
     parser.add_argument("--results", default="results", help="folder for demo_results.*")
-    parser.add_argument("--cost-ratio", type=float, help="skip measuring the GL-AT/backbone ratio")
+    parser.add_argument("--cost-ratio", type=float, help="GL-AT / backbone ratio for the "
+                        "matched baseline (default: measured)")
     args = parser.parse_args(argv)
+    if bool(args.train) != bool(args.eval):
+        parser.error("--train and --eval go together")
     config = load_config(args.config)
     for key in ("steps", "out"):
         if getattr(args, key) is not None:
@@ -115,43 +134,62 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else config.pop("seeds")
     config.pop("seeds", None)
     start = time.perf_counter()
-    from glat_tf.data.demo import ensure_demo_shards
+    from glat_tf.data import pipeline
 
-    data = ensure_demo_shards()
-    config["num_classes"] = len(data["manifest"]["labels"])
-    ratio = args.cost_ratio or measure_ratio(config)
+    if args.train:
+        data = {"train": args.train, "eval": args.eval, "strong_labels": args.strong_labels,
+                "manifest": pipeline.read_manifest(args.train)}
+        source = args.train
+    else:
+        from glat_tf.data.demo import ensure_demo_shards
+        data = ensure_demo_shards()
+        source = "synthetic demo set"
+    config["num_classes"] = data["manifest"]["num_classes"]
+    os.makedirs(config["out"], exist_ok=True)
+    costs = measure_costs(config)
+    ratio = args.cost_ratio or costs["glat_cost_ratio"]
     print(f"GL-AT / backbone cost per step: {ratio:.2f}", flush=True)
     fit_base = {k: v for k, v in config.items() if k not in ("out", "num_classes")}
     fit_base.update(train=data["train"], eval=data["eval"])
-    runs: dict = {}
     specs = row_specs(config, ratio)
+    chosen = args.rows.split(",") if args.rows else list(specs)
+    unknown = sorted(set(chosen) - set(specs))
+    if unknown:
+        parser.error(f"--rows: unknown {unknown}; choose from {', '.join(specs)}")
+    runs: dict = {}
     for seed in seeds:
-        for name, extra in specs.items():
+        for name in chosen:
             run_dir = os.path.join(config["out"], name, f"seed{seed}")
             t0 = time.perf_counter()
-            strong = data["strong_labels"] if name in GROUPED else None
-            runs.setdefault(name, []).append(run_one({**fit_base, **extra, "seed": seed},
-                                                     run_dir, strong))
+            runs.setdefault(name, []).append(run_one({**fit_base, **specs[name], "seed": seed},
+                                                     run_dir, data.get("strong_labels")))
             maps = ", ".join(f"{s} {v['mAP']:.4f}" for s, v in runs[name][-1].items())
             print(f"seed {seed} {name}: mAP {maps} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
     table = [(label, report.aggregate([r[stream] for r in runs[name]]))
-             for label, name, stream in TABLE]
+             for label, name, stream in TABLE if name in runs]
     groups = {name: [groups_of(os.path.join(config["out"], name, f"seed{s}")) for s in seeds]
-              for name in GROUPED}
+              for name in runs}
+    steps = {name: specs[name].get("steps", config["steps"]) for name in runs}
+    compute = {label: run_seconds(name, specs[name], costs, steps[name])
+               for label, name, _ in TABLE if name in runs}
     minutes = (time.perf_counter() - start) / 60
-    result = {"config": config, "seeds": seeds, "cost_ratio": ratio, "trained_now": TRAINED,
-              "steps": {name: extra.get("steps", config["steps"]) for name, extra in specs.items()},
-              "rows": dict(table), "duration_groups": groups, "minutes": minutes,
-              "commands": {"all": "python train/experiments.py"}}
+    result = {"config": config, "data": source, "seeds": seeds, "cost_ratio": ratio,
+              "costs": costs, "trained_now": TRAINED, "steps": steps,
+              "training_cpu_seconds": compute, "rows": dict(table), "duration_groups": groups,
+              "minutes": minutes, "commands": {"all": "python train/experiments.py"}}
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, "demo_results.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
-    note = (f"Synthetic demo set, {config['backbone']}, batch {config['batch_size']}, "
-            f"{config['steps']} steps (compute-matched baseline: "
-            f"{result['steps']['baseline_matched']} = steps x {ratio:.2f}), N={config['n_clips']}, "
-            f"tau={config['tau']} s; mean +- std over seeds {seeds}. This invocation trained "
-            f"{len(TRAINED)} of {len(seeds) * len(specs)} runs in {minutes:.0f} min.")
+    plots.compute_plot({label: (compute[label], agg["mAP"]) for label, agg in table},
+                       os.path.join(args.results, "map_vs_compute.png"),
+                       title=f"{config['backbone']}, {source}")
+    matched = steps.get("baseline_matched", round(config["steps"] * ratio))
+    note = (f"{source}, {config['backbone']}, batch {config['batch_size']}, "
+            f"{config['steps']} steps (compute-matched baseline: {matched} = steps x "
+            f"{ratio:.2f}), N={config['n_clips']}, tau={config['tau']} s; mean +- std over "
+            f"seeds {seeds}. This invocation trained {len(TRAINED)} of "
+            f"{len(seeds) * len(chosen)} runs in {minutes:.0f} min.")
     markdown = report.markdown_table(table, note=note)
     if any(g for per_seed in groups.values() for g in per_seed):
         markdown += ("\n\nBy median event duration (short < 0.5 s, long > 2 s), "

@@ -50,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-suppress-overlap", dest="suppress_overlap", action="store_false")
     p.add_argument("--backbone-kwargs", type=json_object, default={},
                    help='preset overrides as JSON, e.g. \'{"n_mels": 32, "hop_length": 640}\'')
+    p.add_argument("--share-weights", action="store_true",
+                   help="one network for both streams (L_l also trains the global features)")
+    p.add_argument("--distill-weight", type=float, default=0.0,
+                   help="weight of the global stream's loss on the fused/local score as a soft "
+                        "target (0: off)")
+    p.add_argument("--distill-target", default="fused", choices=("fused", "local"))
+    p.add_argument("--local-backbone", help="a cheaper preset for the local stream "
+                                            "(default: the global stream's architecture)")
+    p.add_argument("--local-backbone-kwargs", type=json_object, default={},
+                   help="overrides of --local-backbone's preset, as --backbone-kwargs")
     p.add_argument("--backbone-only", action="store_true", help="train the plain backbone")
     p.add_argument("--random-crop", type=float, metavar="TAU",
                    help="with --backbone-only: train on random TAU-second crops")

@@ -63,3 +63,21 @@ def per_class_ap_plot(names: list[str], ap: dict, path: str, *, sort_by: str) ->
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def compute_plot(rows: dict, path: str, *, title: str) -> None:
+    """rows = {label: (training CPU-seconds, {"mean", "std"} of mAP)}: mAP against the
+    training compute each row spent, with the seeds' spread as error bars."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, (label, (seconds, m_ap)) in enumerate(rows.items()):
+        marker = "s" if "baseline" in label else "^" if "global only" in label else "o"
+        ax.errorbar(seconds, m_ap["mean"], yerr=m_ap["std"], fmt=marker, capsize=3,
+                    color=plt.cm.tab20(i % 20), label=label)
+    ax.set_xlabel("training compute (CPU-seconds, measured cost per step x steps)")
+    ax.set_ylabel("eval mAP (mean +- std over seeds)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

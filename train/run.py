@@ -14,7 +14,9 @@ POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 class FitConfig:
     """One training run. `backbone_kwargs` overrides the preset's frontend (n_mels,
     hop_length, spec_augment, ...) and architecture settings; `batch_size` is the global
-    batch over all replicas; `checkpoint_every` defaults to `eval_every`."""
+    batch over all replicas; `checkpoint_every` defaults to `eval_every`. The GL-AT
+    variants (GlatModel): `share_weights`, `distill_weight`/`distill_target`, and a cheaper
+    local stream `local_backbone` (a preset) with `local_backbone_kwargs`."""
 
     train: str
     out: str
@@ -26,6 +28,11 @@ class FitConfig:
     selection: str = "attention"
     suppress_overlap: bool = True
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)
+    share_weights: bool = False
+    distill_weight: float = 0.0
+    distill_target: str = "fused"
+    local_backbone: str | None = None
+    local_backbone_kwargs: dict = dataclasses.field(default_factory=dict)
     backbone_only: bool = False
     random_crop: float | None = None
     batch_size: int = 32
@@ -71,6 +78,7 @@ class FitConfig:
 
 def build_model(config: FitConfig, num_classes: int, sample_rate: int, labels, samples: int):
     """The built GlatModel (or baseline) of `config`, named by the shards' `labels`."""
+    from glat_tf import backbones
     from glat_tf.baseline import BackboneTagger
     from glat_tf.model import GlatModel
 
@@ -79,10 +87,17 @@ def build_model(config: FitConfig, num_classes: int, sample_rate: int, labels, s
         model = BackboneTagger(config.backbone, num_classes, sample_rate,
                                backbone_kwargs=config.backbone_kwargs, **names)
     else:
+        local = None
+        if config.local_backbone:
+            local = backbones.build(config.local_backbone, num_classes,
+                                    frontend={"sample_rate": sample_rate}, name="local_stream",
+                                    **config.local_backbone_kwargs)
         model = GlatModel(config.backbone, num_classes, config.n_clips, config.tau, sample_rate,
                           loss_mode=config.loss_mode, suppress_overlap=config.suppress_overlap,
                           selection=config.selection, backbone_kwargs=config.backbone_kwargs,
-                          **names)
+                          local_backbone=local, share_weights=config.share_weights,
+                          distill_weight=config.distill_weight,
+                          distill_target=config.distill_target, **names)
     model.build((None, samples))
     return model
 

@@ -1,0 +1,42 @@
+"""The experiment table's rows as FitConfig changes: GL-AT, its controls and its variants.
+
+One table for train/experiments.py (which trains them) and bench/train_throughput.py
+(which measures each one's cost per step, so compute-matched steps come from measurements).
+"""
+
+from __future__ import annotations
+
+# GL-AT variants: {run name: FitConfig fields}. `cheap_local` halves the local stream's width
+# (about a quarter of its multiply-adds), the variant the issue calls "a local stream on a
+# cheaper frontend or backbone".
+GLAT_VARIANTS = {
+    "glat": {},
+    "glat_shared": {"share_weights": True},
+    "glat_distill": {"distill_weight": 1.0, "distill_target": "fused"},
+    "glat_shared_distill": {"share_weights": True, "distill_weight": 1.0,
+                            "distill_target": "fused"},
+}
+
+
+def cheap_local(config: dict) -> dict:
+    """FitConfig fields of the variant whose local stream is the same preset at half width."""
+    from glat_tf.backbones import registry
+    _, arch = registry.get(config["backbone"])
+    kwargs = {**config.get("backbone_kwargs", {}), "width": arch.get("width", 1.0) / 2}
+    return {"local_backbone": config["backbone"], "local_backbone_kwargs": kwargs}
+
+
+def glat_variants(config: dict) -> dict:
+    return {**GLAT_VARIANTS, "glat_cheap_local": cheap_local(config)}
+
+
+def row_specs(config: dict, ratio: float) -> dict:
+    """{run name: FitConfig changes}; the compute-matched baseline gets steps x the measured
+    GL-AT / backbone cost ratio."""
+    return {
+        "baseline": {"backbone_only": True},
+        **glat_variants(config),
+        "glat_random": {"selection": "random"},
+        "baseline_matched": {"backbone_only": True, "steps": int(round(config["steps"] * ratio))},
+        "baseline_crop": {"backbone_only": True, "random_crop": config["tau"]},
+    }
