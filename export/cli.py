@@ -7,12 +7,14 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from glat_tf import console  # noqa: E402  first: TensorFlow's start-up stays quiet
 
 from glat_tf.cli_errors import one_line_errors  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glat-export", description=__doc__)
+    console.add_verbose(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     saved = sub.add_parser("saved-model", help="TF Serving layout <out>/<version>/")
@@ -25,17 +27,23 @@ def _parser() -> argparse.ArgumentParser:
     lite = sub.add_parser("tflite", help="LiteRT global/local pair per variant + metadata.json")
     lite.add_argument("--model", required=True, help="GlatModel .keras file")
     lite.add_argument("--out", required=True, help="output directory")
-    lite.add_argument("--variants", default="f32,f16,dyn,int8",
-                      help="comma-separated subset of f32,f16,dyn,int8")
+    lite.add_argument("--variants", default=None,
+                      help="comma-separated subset of f32,f16,dyn,int8 (default all; "
+                           "f32,int8 with --single-file)")
     lite.add_argument("--calibration", help="TFRecord shard glob of real clips (int8 needs it)")
     lite.add_argument("--calibration-clips", type=int, default=200,
                       help="clips to calibrate int8 on (at least 100)")
     lite.add_argument("--window-seconds", type=float, default=10.0,
                       help="fixed input window of the global model (default 10 s)")
     lite.add_argument("--labels", help="class CSV, as for saved-model")
+    for command in (saved, lite):
+        console.add_verbose(command)
     lite.add_argument("--streaming", action="store_true",
                       help="also the feature-streaming models (chunk + head per stream) that "
                            "python -m edge_runtime.stream --streaming runs")
+    lite.add_argument("--single-file", action="store_true",
+                      help="instead one glat_<v>.tflite of the whole pass with TFLite Model "
+                           "Metadata, for MediaPipe's AudioClassifier (f32, int8)")
 
     sub.add_parser("report", add_help=False,
                    help="size, ops, parity, mAP and latency per variant (see report --help)")
@@ -59,7 +67,10 @@ def _tflite(args) -> int:
     from glat_tf import class_names
     from export.calibration import read_calibration
     from export.tflite import VARIANTS, export_tflite
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if args.single_file:
+        from export import single_file
+        VARIANTS, export_tflite = single_file.VARIANTS, single_file.export_cli  # noqa: N806
+    variants = [v.strip() for v in (args.variants or ",".join(VARIANTS)).split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise ValueError(f"--variants must name some of {','.join(VARIANTS)}, got {args.variants!r}")
@@ -77,7 +88,7 @@ def _tflite(args) -> int:
                          calibration=calibration, streaming=args.streaming)
     for variant, files in meta["variants"].items():
         print(f"{variant}: " + ", ".join(f"{args.out}/{name}" for name in files.values()))
-    print(f"metadata: {args.out}/metadata.json (labels from {source})")
+    print(f"metadata: {args.out}/{meta.get('record', 'metadata.json')} (labels from {source})")
     return 0
 
 

@@ -63,7 +63,7 @@ def build_report(model, exported_dir, waveforms: np.ndarray, labels: np.ndarray,
                  latency_runs: int = 10, progress: bool = True) -> dict:
     """Everything the README table shows, per variant, as one JSON-ready dict: the exported
     files run by the edge runtime as the device runs them, in both modes."""
-    from tqdm import tqdm
+    from glat_tf.console import Progress as tqdm
 
     from edge_runtime import ExportMetadata, Tagger
     from export import acceptance, litert_convert

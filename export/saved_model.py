@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import shutil
 
@@ -82,5 +83,7 @@ def export_saved_model(model, out_dir, labels, *, version: int = 1,
     # to map output columns to names, so it is placed in assets/ directly.
     (partial / "assets").mkdir(exist_ok=True)
     labels.to_csv(partial / "assets" / "labels.csv")
+    (partial / "assets" / "model.json").write_text(json.dumps(  # what glat-tag needs to cut audio
+        {"sample_rate": int(model.sample_rate), "crop_samples": int(getattr(model, "window", 0))}))
     partial.rename(target)
     return target

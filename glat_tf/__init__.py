@@ -11,6 +11,9 @@ if _MISSING:
     raise ImportError(f"glat_tf needs {' and '.join(_MISSING)}, which the device install leaves "
                       'out: pip install "glat-tf[train]"')
 
+from glat_tf import console as _console  # noqa: E402  before TensorFlow: quiet glat-* CLIs
+_console.quiet_startup()
+
 # Importing the models registers every class a saved .keras file names (GlatModel,
 # BackboneTagger, the backbones and their layers): `import glat_tf` is enough for
 # keras.saving.load_model.
@@ -18,4 +21,6 @@ from glat_tf.baseline import BackboneTagger  # noqa: E402
 from glat_tf.config import FrontendConfig  # noqa: E402
 from glat_tf.model import GlatModel  # noqa: E402
 
-__all__ = ["BackboneTagger", "FrontendConfig", "GlatModel", "__version__"]
+from glat_tf.tagger import Tagger  # noqa: E402
+
+__all__ = ["BackboneTagger", "FrontendConfig", "GlatModel", "Tagger", "__version__"]

@@ -11,10 +11,11 @@ import json
 import os
 import sys
 
-import keras
+from glat_tf import console  # first: TensorFlow's start-up stays quiet
+import keras  # noqa: E402
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
+from glat_tf.console import Progress as tqdm  # noqa: E402  plain lines in logs
 
 from glat_tf import class_names
 from glat_tf.cli_errors import one_line_errors
@@ -207,6 +208,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep-tau", type=_numbers(float), default=[], help="e.g. 1,2,3,4,5")
     parser.add_argument("--strong-labels", help="onset/offset CSV: mAP by event duration group")
     parser.add_argument("--no-progress", action="store_true")
+    console.add_verbose(parser)
     args = parser.parse_args(argv)
     if not os.path.exists(args.model):
         parser.error(f"--model {args.model}: no such file")

@@ -16,6 +16,7 @@ import sys
 # Before TensorFlow loads: the BFC allocator reuses batch buffers instead of faulting in
 # fresh pages per batch (balanced input pipeline: 560 -> 915 clips per CPU-second here).
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+from glat_tf import console  # noqa: E402  first: TensorFlow's start-up stays quiet
 
 from glat_tf.cli_errors import one_line_errors  # noqa: E402
 from train.run import POLICIES, STRATEGY_CHOICES, FitConfig, train  # noqa: E402
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="weights, dropout and data order")
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    console.add_verbose(p)
     return p
 
 
@@ -99,6 +101,7 @@ def parse_args(argv=None) -> FitConfig:
         parser.set_defaults(**config)
     args = vars(parser.parse_args(argv))
     args.pop("config")
+    args.pop("verbose")
     if not args["train"] or not args["out"]:
         parser.error("--train and --out are required (or run with no arguments for the demo)")
     try:

@@ -31,8 +31,9 @@ except ImportError:  # Windows: no lock, ingest one split per folder at a time
 import numpy as np
 import soundfile as sf
 import soxr
-from tqdm import tqdm
+from glat_tf.console import Progress as tqdm  # plain lines in logs
 
+from glat_tf import console
 from glat_tf.cli_errors import one_line_errors
 from glat_tf.data import storage
 from glat_tf.data.labels import LabelMap, audioset_labels_csv, read_list_csv, read_segments_csv
@@ -498,6 +499,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shard-size", type=int, default=256, help="clips per shard")
     parser.add_argument("--gzip", action="store_true", help="GZIP-compress the shards")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any row is rejected")
+    console.add_verbose(parser)
     args = parser.parse_args(argv)
     if args.verify:
         from glat_tf.data import verify

@@ -1,0 +1,195 @@
+"""A GlatModel -> ONE LiteRT model of the whole GL-AT pass, with TFLite Model Metadata.
+
+The file MediaPipe Tasks' AudioClassifier (Android, iOS, web, Python) loads as is, the way
+YAMNet ships: input `waveform` [1, window] float32 with AudioProperties (sample rate,
+channels); first output `fused` [1, L] with the labels as a TENSOR_AXIS_LABELS file;
+then `global`, `local` [1, L], `per_clip` [1, N, L], `clip_starts` [1, N] samples
+and `selected_classes` [1, N], both float32 holding whole numbers. The graph is GlatModel.__call__ itself (its stages),
+converted with builtin ops only; int8 keeps the frontend, the selection and the sigmoids
+float, as the pair export does.
+"""
+
+from __future__ import annotations
+
+import json
+import io
+import pathlib
+import zipfile
+
+import tensorflow as tf
+
+from export import calibration as calibration_lib
+from export import litert_convert
+from export.labels import model_facts
+from export.tflite import FLOAT_SCOPES, INT8_FLOAT_OPS, check_exportable
+
+VARIANTS = ("f32", "int8")
+# Output order of the file: MediaPipe reads the first output as its classification head.
+OUTPUTS = ("fused", "global", "local", "per_clip", "clip_starts", "selected_classes")
+LABELS_FILE = "labels.txt"
+# Metadata schema version whose features this file uses (AudioProperties came in 1.3.0);
+# readers older than it refuse the file.
+MIN_PARSER_VERSION = "1.3.0"
+
+
+def whole_pass(model):
+    """waveform (1, window) -> GlatModel's outputs (its own call: global stage, local
+    stage on the windows it picks, fusion), without the frame activations."""
+    def serve(waveform):
+        out = model(waveform, training=False)
+        # MediaPipe's classifier takes every output as a score head and refuses int32:
+        # the windows travel as float32 holding whole numbers (exact below 2**24 samples).
+        return {name: tf.cast(out[name], tf.float32) for name in OUTPUTS}
+    return serve
+
+
+def convert(model, variants, window_samples: int, calibration=None) -> dict[str, bytes]:
+    """{variant: flatbuffer without metadata}, outputs in OUTPUTS order."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"--single-file writes {', '.join(VARIANTS)}, not {unknown}")
+    if "int8" in variants and (calibration is None or len(calibration) == 0):
+        raise ValueError("the int8 variant needs calibration clips (real audio)")
+    signature = [tf.TensorSpec([1, window_samples], tf.float32, name="waveform")]
+    out = {}
+    with litert_convert.saved_model(whole_pass(model), signature, [model]) as path:
+        f32 = litert_convert.convert_saved_model(path)
+        if "f32" in variants:
+            out["f32"] = f32
+        if "int8" in variants:
+            windows = calibration_lib.fit_length(calibration, window_samples)
+            out["int8"] = litert_convert.convert_saved_model(
+                path, optimizations=[tf.lite.Optimize.DEFAULT], int8_ops=True,
+                representative_dataset=lambda: ([w[None]] for w in windows),
+                float_scopes=FLOAT_SCOPES, float_ops=INT8_FLOAT_OPS, reference=f32)
+    return {variant: order_outputs(flatbuffer, OUTPUTS) for variant, flatbuffer in out.items()}
+
+
+def order_outputs(flatbuffer: bytes, names) -> bytes:
+    """The subgraph's outputs in the order of the signature names `names` (the converter
+    orders them by its own tensor numbering; task libraries read them by position)."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    signature = model.signatureDefs[0]
+    by_name = {t.name.decode(): t.tensorIndex for t in signature.outputs}
+    graph = model.subgraphs[signature.subgraphIndex]
+    graph.outputs = [by_name[name] for name in names]
+    builder = flatbuffers.Builder(len(flatbuffer) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def with_metadata(flatbuffer: bytes, labels, sample_rate: int, *, name: str,
+                  description: str) -> bytes:
+    """`flatbuffer` with TFLite Model Metadata: AudioProperties on the input, the label
+    names as a TENSOR_AXIS_LABELS associated file on the first output (fused)."""
+    import flatbuffers
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as fb
+
+    def tensor(tensor_name, text, properties_type, properties, files=()):
+        md = fb.TensorMetadataT()
+        md.name, md.description = tensor_name, text
+        md.content = fb.ContentT()
+        md.content.contentPropertiesType, md.content.contentProperties = properties_type, properties
+        md.associatedFiles = list(files) or None
+        return md
+
+    audio = fb.AudioPropertiesT()
+    audio.sampleRate, audio.channels = int(sample_rate), 1
+    axis_labels = fb.AssociatedFileT()
+    axis_labels.name, axis_labels.type = LABELS_FILE, fb.AssociatedFileType.TENSOR_AXIS_LABELS
+    axis_labels.description = "class names, one per score column"
+    feature = fb.ContentProperties.FeatureProperties
+    outputs = [tensor("fused", "GL-AT fused scores (probabilities)", feature,
+                      fb.FeaturePropertiesT(), [axis_labels]),
+               tensor("global", "global stream scores", feature, fb.FeaturePropertiesT()),
+               tensor("local", "local stream scores (max-mean over the windows)", feature,
+                      fb.FeaturePropertiesT()),
+               tensor("per_clip", "local scores of each window [1, N, L]", feature,
+                      fb.FeaturePropertiesT()),
+               tensor("clip_starts", "window starts in samples from the input's start (whole numbers)",
+                      feature, fb.FeaturePropertiesT()),
+               tensor("selected_classes", "class index that chose each window (whole numbers)", feature,
+                      fb.FeaturePropertiesT())]
+    subgraph = fb.SubGraphMetadataT()
+    subgraph.inputTensorMetadata = [tensor(
+        "waveform", f"mono float32 audio in [-1, 1] at {sample_rate} Hz",
+        fb.ContentProperties.AudioProperties, audio)]
+    subgraph.outputTensorMetadata = outputs
+    model_md = fb.ModelMetadataT()
+    model_md.name, model_md.description = name, description
+    model_md.subgraphMetadata = [subgraph]
+    model_md.minParserVersion = MIN_PARSER_VERSION
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model_md.Pack(builder), b"M001")
+    return attach(flatbuffer, bytes(builder.Output()),
+                  {LABELS_FILE: "\n".join(labels.names) + "\n"})
+
+
+def attach(flatbuffer: bytes, metadata: bytes, files: dict) -> bytes:
+    """The model with `metadata` under TFLITE_METADATA and `files` {name: text} zipped
+    after the flatbuffer: what the metadata populator writes. mediapipe 1.2.3's populator
+    cannot be imported (its version-check extension is missing from the wheel)."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    model.metadata = [m for m in model.metadata or [] if m.name != b"TFLITE_METADATA"]
+    buffer = schema.BufferT()
+    buffer.data = list(metadata)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = b"TFLITE_METADATA", len(model.buffers) - 1
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(flatbuffer) + len(metadata) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    archive = io.BytesIO(bytes(builder.Output()))
+    with zipfile.ZipFile(archive, "a") as zf:  # appended: the flatbuffer stays readable
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return archive.getvalue()
+
+
+def export_single_file(model, out_dir, labels, *, variants=("f32",), window_samples=None,
+                       calibration=None) -> dict:
+    """Writes `glat_<v>.tflite` per variant (metadata inside) and `single_file.json`
+    (the model's fixed sizes and file names); returns that record."""
+    from export.tflite import DEFAULT_WINDOW_SECONDS
+    check_exportable(model)
+    if not hasattr(model, "local_backbone"):
+        raise ValueError("--single-file exports a GlatModel; a baseline's global_<v>.tflite "
+                         "is already the whole pass")
+    if len(labels) != model.num_classes:
+        raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
+    window_samples = window_samples or int(round(DEFAULT_WINDOW_SECONDS * model.sample_rate))
+    if not model.built:
+        model(tf.zeros([1, window_samples]), training=False)
+    facts = model_facts(model, window_samples)
+    converted = convert(model, variants, window_samples, calibration)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for variant, flatbuffer in converted.items():
+        files[variant] = f"glat_{variant}.tflite"
+        (out / files[variant]).write_bytes(with_metadata(
+            flatbuffer, labels, model.sample_rate, name=f"glat-tf {facts['backbone']} {variant}",
+            description=f"GL-AT tagger: {window_samples} samples at {model.sample_rate} Hz -> "
+                        f"{model.num_classes} fused scores, N={model.n_clips} windows of "
+                        f"tau={model.tau} s"))
+    record = {"format": "glat-tf-single-file/1", **facts, "outputs": list(OUTPUTS),
+              "variants": files}
+    (out / "single_file.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def export_cli(model, out_dir, labels, *, variants, window_samples, calibration,
+               streaming=False) -> dict:
+    """glat-export tflite --single-file: export_single_file with the pair's arguments."""
+    if streaming:
+        raise ValueError("--single-file and --streaming are separate exports: run them apart")
+    record = export_single_file(model, out_dir, labels, variants=variants,
+                                window_samples=window_samples, calibration=calibration)
+    return {**record, "record": "single_file.json", "variants": {v: {"single_file": name}
+                                   for v, name in record["variants"].items()}}
