@@ -23,11 +23,15 @@ INT8_FLOAT_OPS = ("LOGISTIC",)
 
 # The exported stages' outputs, by LiteRT signature output name: {signature name: stage output}.
 GLOBAL_OUTPUTS = ("global", "framewise", "clip_starts", "selected_classes")
+BASELINE_OUTPUTS = ("global", "framewise")  # a backbone alone: no windows, no local stream
 
 
 def global_function(model):
-    """waveform (1, window) -> GlatModel.global_stage's scores and windows (not its crops)."""
-    return litert_convert.stage_outputs(model.global_stage, GLOBAL_OUTPUTS)
+    """waveform (1, window) -> GlatModel.global_stage's scores and windows (not its crops);
+    for a BackboneTagger its global_stage's scores and frame activations."""
+    glat = hasattr(model, "local_stage")
+    return litert_convert.stage_outputs(model.global_stage,
+                                        GLOBAL_OUTPUTS if glat else BASELINE_OUTPUTS)
 
 
 def local_function(model):
@@ -101,7 +105,12 @@ def check_variants(variants) -> None:
         raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 
 
-def check_exportable(model) -> None:
+def check_exportable(model, streaming: bool = False) -> None:
+    if not hasattr(model, "local_stage"):  # the baseline: one global model
+        if streaming:
+            raise ValueError("--streaming exports GL-AT's two streams; a backbone-only model "
+                             "exports as one global model (drop --streaming)")
+        return
     if model.selection != "attention":
         raise ValueError(f"selection={model.selection!r} is the random control experiment; "
                          "only selection='attention' models are exported")
@@ -114,7 +123,8 @@ def check_exportable(model) -> None:
 
 def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=None,
                   calibration=None, streaming=False) -> dict:
-    """Writes `global_<v>.tflite`, `local_<v>.tflite` per variant and metadata.json.
+    """Writes `global_<v>.tflite`, `local_<v>.tflite` per variant and metadata.json (a
+    BackboneTagger, the baseline, writes `global_<v>.tflite` only: n_clips 0).
 
     `labels` is a LabelMap; `calibration` an array (clips, samples) of real audio,
     needed by int8. `streaming` also writes the feature-streaming models per variant
@@ -122,7 +132,7 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
     export/streaming.py) and their grid under metadata "streaming"; a backbone without
     local features is refused before anything is written. Returns the metadata written.
     """
-    check_exportable(model)
+    check_exportable(model, streaming)
     check_variants(variants)
     if len(labels) != model.num_classes:
         raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
@@ -132,7 +142,8 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {variant: {} for variant in variants}
-    for stream in ("global", "local"):
+    streams = ("global", "local") if hasattr(model, "local_stage") else ("global",)
+    for stream in streams:
         converted = convert_variants(model, stream, variants, window_samples, calibration)
         for variant, flatbuffer in converted.items():
             name = f"{stream}_{variant}.tflite"
@@ -140,7 +151,8 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
             files[variant][stream] = name
     if streaming:
         export_streaming(model, out, variants, grid, window_samples, calibration, files)
-    meta = ExportMetadata(**model_facts(model, window_samples), selection=model.selection,
+    meta = ExportMetadata(**model_facts(model, window_samples),
+                          selection=getattr(model, "selection", "attention"),
                           labels=tuple(Label(**row) for row in label_rows(labels)), variants=files,
                           streaming=StreamingPlan(**grid) if streaming else None)
     # Written through the contract's reader, so what export writes is what the runtime reads.
