@@ -354,3 +354,24 @@ def test_the_loop_and_model_fit_run_the_same_training_step(shards):
         weights.append(model.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, atol=1e-5)  # graph vs eager rounding
+
+
+@pytest.mark.slow
+def test_shared_weights_train_mirrored_and_export_as_one_backbone_used_twice(shards, tmp_path):
+    from edge_runtime import Tagger
+    from export.tflite import export_tflite
+    from glat_tf.class_names import from_model
+
+    out = tmp_path / "shared"
+    proc = run_fit(["--train", shards["train"], *TINY, "--share-weights", "--strategy",
+                    "mirrored", "--steps", "2", "--out", str(out)], prelude=TWO_CPUS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on 2 replica(s)" in proc.stdout
+    model = keras.models.load_model(out / "final.keras")
+    assert model.share_weights and model.local_backbone is model.global_backbone
+    window = 2 * SR
+    export_tflite(model, tmp_path / "lite", from_model(model), window_samples=window)
+    wave = np.random.default_rng(5).normal(0, 0.1, window).astype(np.float32)
+    got = Tagger.from_export(tmp_path / "lite", "f32", mode="exact")(wave)
+    expected = model(wave[None], training=False)
+    np.testing.assert_allclose(got.fused, expected["fused"][0], atol=1e-5)
