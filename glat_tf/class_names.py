@@ -8,6 +8,7 @@ theirs in the manifest or a CSV beside them; a 527-class model without names is 
 from __future__ import annotations
 
 import os
+import tempfile
 
 from glat_tf.data.labels import LabelMap, audioset_labels_csv
 
@@ -28,10 +29,17 @@ def from_manifest(manifest: dict, shard_glob: str | None = None) -> LabelMap | N
         entries = manifest["labels"]
         return LabelMap(tuple(e["mid"] for e in entries), tuple(e["display_name"] for e in entries))
     if shard_glob:
-        folder = shard_glob if os.path.isdir(shard_glob) else os.path.dirname(shard_glob)
-        path = os.path.join(folder, manifest.get("labels_csv") or SIDECAR)
-        if os.path.isfile(path):
+        from glat_tf.data import storage
+        folder = shard_glob if storage.isdir(shard_glob) else os.path.dirname(shard_glob)
+        path = storage.join(folder, manifest.get("labels_csv") or SIDECAR)
+        if not storage.exists(path):
+            return None
+        if not storage.is_url(path):
             return LabelMap.from_csv(path)
+        with tempfile.TemporaryDirectory() as tmp:  # an object store's CSV, read once
+            local = os.path.join(tmp, SIDECAR)
+            storage.copy(path, local)
+            return LabelMap.from_csv(local)
     return None
 
 

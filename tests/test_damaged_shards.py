@@ -67,7 +67,7 @@ def test_a_corrupt_evaluation_record_is_named_and_clean_shards_pass(tmp_path):
 
 def test_training_checkpoints_the_finished_steps_before_it_stops(tmp_path):
     from test_train import CHEAP
-    from train.baseline import BackboneTagger
+    from glat_tf.baseline import BackboneTagger
     from train.loop import DamagedInputError, LoopSettings, Trainer
 
     clean, _ = _tiny(tmp_path / "clean", samples=64000)

@@ -24,8 +24,9 @@ NOT_OURS = ("pip", "docker", "curl", "arecord", "saved_model_cli", "tensorboard"
 ELIDED = "..."  # "python -m edge_runtime.stream ... --streaming": arguments left out on purpose
 
 
-class Parsed(Exception):
-    """Raised instead of returning from parse_args, so that no CLI runs its job."""
+class Parsed(BaseException):
+    """Raised instead of returning from parse_args, so that no CLI runs its job (a
+    BaseException: the CLIs' one-line error wrapper catches only Exception)."""
 
 
 def _module_main(name):
@@ -57,6 +58,8 @@ PROGRAMS = {
     "glat-fit": _fit,
     "glat-eval": _module_main("train.evaluate"),
     "glat-export": _module_main("export.cli"),
+    "glat-tag": _module_main("glat_tf.tag"),
+    "python -m export.serving_answer": _module_main("export.serving_answer"),
     "python train/fit.py": _fit,
     "python -m train.fit": _fit,
     "python train/experiments.py": _module_main("train.experiments"),
@@ -183,7 +186,7 @@ def test_every_readme_command_parses():
     ("glat-fit --train a --steps 5", "--out are required"),
     ("glat-eval --model m.keras --out x", "required: --eval"),
     ("glat-export tflite --model m.keras --out d --streams", "unrecognized arguments"),
-    ("python -m edge_runtime.stream --input clip.wav --global g --local l --fast", "unrecognized arguments"),
+    ("python -m edge_runtime.stream --input clip.wav --export lite/ --fast", "unrecognized arguments"),
     ("python -m glat_tf.data.synthetic --out a --seed x", "invalid int value"),
     ("grep x README.md", "unknown program"),
 ])

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import dataclasses
 import hashlib
+import importlib
 import io
 import json
 import multiprocessing
@@ -439,7 +440,9 @@ def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: s
                                           list_csv=list_csv, labels_csv=labels_csv,
                                           audio_dir=audio_dir, settings=settings)
     if runner == "beam":
-        from glat_tf.data import beam_ingest
+        # Looked up by name, as a plug-in: beam_ingest builds on this module (its per-clip
+        # step and shard writer), and apache-beam is an optional extra.
+        beam_ingest = importlib.import_module("glat_tf.data.beam_ingest")
         written = beam_ingest.run(book, plan, fingerprints, workers=workers, beam_args=beam_args,
                                   progress=progress)
         return dict(book.summary(), shards_written=written, shards_kept=len(plan) - written)

@@ -9,12 +9,12 @@ import json
 import os
 import random
 import re
-import threading
 
 import numpy as np
 import tensorflow as tf
 
 from glat_tf.data import sampler, schema
+from glat_tf.data.damage import DAMAGE, ShardDamage  # noqa: F401 (pipeline.DAMAGE)
 
 _CHUNK = 64  # records parsed together: batched parsing is ~10x cheaper per record
 _READ_BUFFER = 1 << 20
@@ -37,28 +37,6 @@ def read_manifest(shard_dir_or_glob) -> dict:
         return json.load(f)
 
 
-class ShardDamage:
-    """Damaged shards the readers met in this process: the loop logs and counts them.
-
-    A reader ends a file at its first unreadable record (TFRecord has no sync marks to
-    resume from), so a damaged file loses that record and every one after it in that pass.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.skipped = 0  # records lost, summed over passes
-        self.last = None  # the latest damage, one line
-
-    def report(self, line: str, lost: int, skip: bool) -> None:
-        """`line` names the file; `lost` records are gone; raises unless `skip`."""
-        with self._lock:
-            self.skipped += lost
-            self.last = line
-        if not skip:
-            raise tf.errors.DataLossError(None, None, line)
-
-
-DAMAGE = ShardDamage()
 
 
 # What a damaged shard raises from an iterator: DataLossError from the reader itself, or

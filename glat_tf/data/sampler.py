@@ -76,7 +76,7 @@ class BalancedTrainSampler:
 
 def _read_records(index: RecordIndex, skip: bool):
     """(chunk,) clip numbers -> their serialised Examples (b"" for a skipped damaged record)."""
-    from glat_tf.data.pipeline import DAMAGE
+    from glat_tf.data.damage import DAMAGE
 
     def read(clips: np.ndarray) -> np.ndarray:
         out = []
