@@ -125,7 +125,7 @@ class Backbone(keras.Model):
     def features(self, waveform, training=None):
         """(batch, samples) -> the frame-wise feature map (batch, frames', channels)."""
         x = self.frontend(waveform, training=training)  # (batch, frames, mel_bins)
-        return self.extract(x[..., None], training=training)
+        return self.extract(tf.expand_dims(x, -1), training=training)  # (batch, frames, mel_bins, 1)
 
     def call(self, waveform, training=None):
         features = self.features(waveform, training=training)

@@ -73,30 +73,31 @@ class SelectClips(keras.layers.Layer):
         samples_per_frame = tf.cast(num_samples, tf.float32) / tf.cast(frames, tf.float32)
         # o = (window frames) // 4: how far the suppression reaches either side of a pick.
         reach = (self.window * frames // num_samples) // 4
-        frame_index = tf.range(frames)[None, :]  # (1, frames)
+        frame_index = tf.expand_dims(tf.range(frames), 0)  # (1, frames)
         # One-hot picks of class columns: a batched GATHER failed to prepare in LiteRT.
         picks = tf.one_hot(classes, tf.shape(activations)[2], dtype=activations.dtype)
         starts = []
         for k in range(self.n_clips):
-            column = tf.reduce_sum(activations * picks[:, k, None, :], axis=2)  # (batch, frames)
+            column = tf.reduce_sum(activations * tf.expand_dims(picks[:, k], 1), axis=2)  # (batch, frames)
             peak = tf.argmax(column, axis=1, output_type=tf.int32)  # (batch,)
             centre = (tf.cast(peak, tf.float32) + 0.5) * samples_per_frame
             start = tf.cast(tf.floor(centre - self.window / 2), tf.int32)  # (batch,)
             starts.append(start)
             if self.suppress_overlap and k + 1 < self.n_clips:
-                near = ((frame_index >= peak[:, None] - reach)
-                        & (frame_index < peak[:, None] + reach))  # (batch, frames)
+                peak_column = tf.expand_dims(peak, 1)  # (batch, 1)
+                near = ((frame_index >= peak_column - reach)
+                        & (frame_index < peak_column + reach))  # (batch, frames)
                 if self.suppress_overlap == "reference":
                     near = self._reference_edges(near, start, frame_index, frames, reach,
                                                  num_samples)
-                activations = activations * tf.cast(~near, activations.dtype)[:, :, None]
+                activations = activations * tf.expand_dims(tf.cast(~near, activations.dtype), 2)
         return tf.stack(starts, axis=1)  # (batch, N)
 
     def _reference_edges(self, near, start, frame_index, frames, reach, num_samples):
         """The authors' region_select: a window clamped to an edge suppresses that edge."""
         # Their test is index_r >= duration_all, so a window ending exactly at the end counts.
-        at_end = (start + self.window >= num_samples)[:, None]  # (batch, 1)
-        at_start = (start < 0)[:, None] & ~at_end
+        at_end = tf.expand_dims(start + self.window >= num_samples, 1)  # (batch, 1)
+        at_start = tf.expand_dims(start < 0, 1) & ~at_end
         # maps[:, -2*o:] = 0: with o = 0 the slice -0: is the whole map, zeroed as theirs is.
         last = frame_index >= tf.where(reach > 0, frames - 2 * reach, 0)  # (1, frames)
         first = frame_index < 2 * reach  # maps[:, :2*o] = 0
@@ -125,8 +126,10 @@ class SelectClips(keras.layers.Layer):
             starts = self._random_starts(tf.shape(waveform)[0], num_samples)
         starts = tf.clip_by_value(starts, 0, num_samples - self.window)
         # Index into the flattened batch: a plain axis-0 GATHER is one LiteRT builtin.
-        offsets = tf.range(tf.shape(waveform)[0])[:, None, None] * num_samples
-        index = offsets + starts[:, :, None] + tf.range(self.window)[None, None, :]  # (batch, N, window)
+        # Indexing with None (new axes) is a StridedSlice LiteRT lacks at dynamic shapes.
+        offsets = tf.reshape(tf.range(tf.shape(waveform)[0]) * num_samples, [-1, 1, 1])
+        index = (offsets + tf.expand_dims(starts, 2)
+                 + tf.reshape(tf.range(self.window), [1, 1, -1]))  # (batch, N, window)
         crops = tf.gather(tf.reshape(waveform, [-1]), index)  # (batch, N, window)
         return crops, starts, classes
 
