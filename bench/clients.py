@@ -26,7 +26,7 @@ def mediapipe_scores(model_path, out: pathlib.Path, calibration_clips: int) -> l
 
     from export import single_file
     from export.calibration import fit_length, streaming_variety
-    from export.labels import load_model
+    from glat_tf.loading import load_model
     from glat_tf import class_names
     from glat_tf.data.synthetic import make_clip
     model = load_model(model_path)
@@ -61,7 +61,7 @@ def tag_time(model_path, out: pathlib.Path, clips: int) -> dict:
     for i in range(clips):
         soundfile.write(folder / f"clip{i:03d}.wav", make_clip(rng)[0], 32000, subtype="PCM_16")
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "glat_tf.tag", str(model_path), str(folder),
+    done = subprocess.run([sys.executable, "-m", "glat_core.tag", str(model_path), str(folder),
                            "--out", str(out / "tags.csv")], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:

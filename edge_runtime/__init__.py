@@ -2,7 +2,7 @@
 
 from edge_runtime.contract import ExportMetadata, StreamingPlan
 from edge_runtime.ring_buffer import RingBuffer
-from edge_runtime.sources import ArraySource, Conditioner, FileSource, MicSource, PcmSource
+from glat_core.audio import ArraySource, Conditioner, FileSource, MicSource, PcmSource
 from edge_runtime.tagger import HopResult, Tagger
 
 _FROM_STREAM = ("Event", "StreamTagger", "read_metadata")

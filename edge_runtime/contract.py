@@ -1,8 +1,10 @@
-"""The export metadata (metadata.json, format glat-tf-litert/2): what export/ writes and
+"""The export metadata (metadata.json, format glat-tf-litert/3): what export/ writes and
 edge_runtime/ reads, as one frozen dataclass. NumPy-free and TensorFlow-free.
 
 Units: rates in Hz, windows, crops and `clip_starts` in int32 samples from the start of
-the model's input, tau in seconds. `variants` maps a variant (f32, f16, dyn, int8) to
+the model's input, tau in seconds. Since /3 the global model takes any number of samples
+(at least one crop; resized per call) and `window_samples` is the window the stream
+tags; a /2 folder (fixed 10 s input, zero-padded) is refused with "re-export". `variants` maps a variant (f32, f16, dyn, int8) to
 its files by part: `global` (the window model), `local` (N crops), and with streaming
 `global_chunk`, `local_chunk`, `global_head`, `local_head`, `local_crop`, `local_edge`.
 A backbone-only export has n_clips 0 and no local parts: fused = global.
@@ -15,7 +17,7 @@ import json
 import os
 import pathlib
 
-FORMAT = "glat-tf-litert/2"
+FORMAT = "glat-tf-litert/3"
 CLIP_STARTS_UNIT = "int32 samples"
 FUSIONS = ("max_mean",)
 EXACT_PARTS = ("global", "local")

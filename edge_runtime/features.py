@@ -28,7 +28,8 @@ class GlobalView:
 
 
 class WindowFeatures:
-    """Exact mode's source: the global model on the whole window (window_samples,)."""
+    """Exact mode's source: the global model on the whole input, at its own length (the
+    global model takes any number of samples >= the crop, resized per call)."""
 
     def __init__(self, global_model: LiteModel, meta: ExportMetadata):
         self.model, self.meta = global_model, meta
@@ -40,8 +41,7 @@ class WindowFeatures:
     def __call__(self, history: np.ndarray, stream_end: int) -> GlobalView:
         g = self.model(history[None])
         return GlobalView(g["global"][0].astype(np.float32), g["framewise"][0],
-                          self.meta.window_samples, self.meta.crop_samples, 1,
-                          stream_end - self.meta.window_samples)
+                          len(history), self.meta.crop_samples, 1, stream_end - len(history))
 
 
 class CropCache:

@@ -25,8 +25,8 @@ def _read(model) -> tuple[bytes, str]:
 class LiteModel:
     """A LiteRT model's serving_default signature as a callable: array in, dict of arrays out.
 
-    `expect_shape` is the one input's shape the metadata promises; `outputs` the names it
-    must give. Example:
+    `expect_shape` is the one input's shape the metadata promises (-1: any size, resized per
+    call, as the global model's samples); `outputs` the names it must give. Example:
         local = LiteModel("lite/local_f32.tflite", 1, (3, 32000), ("per_clip",), "local")
         local(crops)["per_clip"].shape  # (3, L)
     """
@@ -44,7 +44,7 @@ class LiteModel:
         if len(inputs) != 1:
             raise ValueError(f"{what} model {where} must take one input, it takes {sorted(inputs)}")
         (self.input_name, self.input), = inputs.items()
-        shape = tuple(int(d) for d in self.input["shape"])
+        shape = tuple(int(d) for d in self.input.get("shape_signature", self.input["shape"]))
         if shape != tuple(expect_shape):
             raise ValueError(f"{what} model {where} takes input {self.input_name} of shape "
                              f"{list(shape)}, but metadata.json says {list(expect_shape)}")

@@ -10,10 +10,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from edge_runtime.cli_errors import one_line_errors
+from glat_core.cli_errors import one_line_errors
 from edge_runtime.contract import ExportMetadata
 from edge_runtime.ring_buffer import RingBuffer
-from edge_runtime.sources import PCM_FORMATS, Conditioner, open_source
+from glat_core.audio import PCM_FORMATS, Conditioner, open_source
 from edge_runtime.tagger import CROP_BUDGET, DEFAULT_MODE, HopResult, Tagger
 
 
@@ -24,14 +24,14 @@ def read_metadata(folder) -> ExportMetadata:
 
 @dataclasses.dataclass
 class Event:
-    """One hop: the window ending at stream `time` seconds, and its scores."""
+    """One hop: the window ending at stream `time` seconds, and its scores (the stream's
+    samples the result covers are `result.start`, `result.end`)."""
 
     time: float
     partial: bool
     result: HopResult
     nan_samples: int = 0
     final: bool = False  # the answer for the whole input at its end (run(final=True))
-    window_start: float | None = None  # stream seconds of the window's first sample
 
 
 class StreamTagger:
@@ -93,9 +93,9 @@ class StreamTagger:
         """Events for every hop of `source` (an iterable of blocks with a `sample_rate`).
 
         With `final` (a file, or any finite input), the stream's end gets a non-partial
-        answer for the whole input: when the input is shorter than the window, one more
-        event, the exact pipeline on the input zero-padded at its end (as the SavedModel
-        scores the same padded file); otherwise the last event, whose window ends there.
+        answer for the whole input: the last event, whose window ends there; when the input
+        is shorter than the window, that event answers the exact pipeline on all of it (the
+        input at its own length, as the Keras model tags it).
         """
         rate = sample_rate or getattr(source, "sample_rate", None)
         if rate is None:
@@ -122,20 +122,21 @@ class StreamTagger:
             if held is not None:
                 yield held
             held = event
-        if final and 0 < self.ring.total < self.tagger.window_samples:
-            if held is not None:
-                yield held
-            heard = self.ring.window()[self.ring.capacity - self.ring.total:]
-            held = Event(self.ring.total / self.sample_rate, False, self.tagger.final(heard),
-                         window_start=0.0)
+        if final and 0 < self.ring.total < self.tagger.window_samples and held is not None:
+            # The whole input is shorter than the window: its answer is the exact pipeline
+            # on all of it (the exact mode's last event already is).
+            if self.tagger.mode != "exact":
+                heard = self.ring.window()[self.ring.capacity - self.ring.total:]
+                held = dataclasses.replace(held, result=self.tagger.exact(heard))
+            held = dataclasses.replace(held, partial=False)
         if held is not None:
             yield dataclasses.replace(held, final=final and not held.partial)
 
     def lines(self, source: Iterable, top_k: int = 5, sample_rate: int | None = None,
-              final: bool = False):
+              final: bool = False, file: str | None = None):
         for event in self.run(source, sample_rate, final):
-            yield self.tagger.json_line(event.result, event.time, event.partial, top_k,
-                                        event.nan_samples, event.window_start, event.final)
+            yield self.tagger.json_line(event.result, top_k, file, event.partial, event.final,
+                                        event.nan_samples)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
                              pcm_rate=args.rate or tagger.sample_rate, pcm_format=args.format,
                              pcm_channels=args.channels, device=args.device)
         final = args.final and args.input != "mic"
-        for line in stream.lines(source, args.top_k, final=final):
+        for line in stream.lines(source, args.top_k, final=final, file=args.input):
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
         dropped = getattr(source, "dropped_bytes", 0)

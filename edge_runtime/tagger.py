@@ -16,6 +16,8 @@ from edge_runtime.contract import ExportMetadata
 from edge_runtime.features import BatchCrops, CropCache, WindowFeatures
 from edge_runtime.lite import LiteModel
 from edge_runtime.streaming import streaming_parts
+from glat_core.audio import pad_to
+from glat_core.tags import window_record
 
 MODES = ("exact", "streaming")
 # The mode a Tagger runs when none is asked for. Streaming becomes it once its fused mAP on
@@ -27,19 +29,22 @@ CROP_BUDGET = 2
 
 @dataclasses.dataclass
 class HopResult:
-    """Scores of one window: `global_`, `local`, `fused` (L,), `framewise` (T', L),
-    `starts` (N,) samples from the window's start, `classes` (N,), `crop_exact` (N,):
-    which picks the local model scored on their crop (the rest, in streaming mode, from
-    the local features of the window while waiting for their turn). A backbone-only
-    export has no picks and `local` None."""
+    """Scores of one stretch of audio, the stream's samples [start, end): `global_`,
+    `local`, `fused` (L,), `framewise` (T', L), `clip_starts` (N,) samples from `start`
+    (as the model's own output), `selected_classes` (N,), `crop_exact` (N,): which picks the
+    local model scored on their crop (the rest, in streaming mode, from the local features
+    of the window while waiting for their turn). A backbone-only export has no picks and
+    `local` None."""
 
     global_: np.ndarray
     local: np.ndarray | None
     fused: np.ndarray
     framewise: np.ndarray
-    starts: np.ndarray
-    classes: np.ndarray
+    clip_starts: np.ndarray
+    selected_classes: np.ndarray
     crop_exact: np.ndarray | None = None
+    start: int = 0
+    end: int = 0
 
 
 class Tagger:
@@ -56,7 +61,7 @@ class Tagger:
     """
 
     def __init__(self, meta: ExportMetadata, features, local: CropCache | None, mode: str,
-                 final=None):
+                 exact=None):
         self.meta, self.features, self.local, self.mode = meta, features, local, mode
         self.sample_rate = meta.sample_rate
         self.window_samples = meta.window_samples
@@ -65,7 +70,10 @@ class Tagger:
         self.num_classes = meta.num_classes
         self.labels = meta.label_names
         self.history_samples = max(meta.window_samples, features.history_samples)
-        self._final = final  # builds the exact Tagger that answers for a whole short input
+        # The shortest input a model answers (every path pads shorter ones at their end to
+        # it): one crop, or for a backbone-only export one second, as the SavedModel.
+        self.min_samples = meta.crop_samples if meta.n_clips else meta.sample_rate
+        self._exact_tagger, self._make_exact = None, exact  # the exact mode, for `exact()`
 
     @classmethod
     def from_export(cls, folder, variant: str = "int8", mode: str = "auto", threads: int = 1,
@@ -82,20 +90,20 @@ class Tagger:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES} or 'auto', got {mode!r}")
 
-        def final():
+        def exact():
             return cls.from_export(folder, variant, "exact", threads)
         if mode == "exact":
             files = meta.files(variant, ("global", "local") if meta.n_clips else ("global",))
-            model = LiteModel(folder / files["global"], threads, (1, meta.window_samples),
+            model = LiteModel(folder / files["global"], threads, (1, -1),
                               ("global", "framewise"), "global")
             local = None
             if meta.n_clips:
                 local = CropCache(BatchCrops(LiteModel(
                     folder / files["local"], threads, (meta.n_clips, meta.crop_samples),
                     ("per_clip",), "local"), meta.n_clips, meta.crop_samples))
-            return cls(meta, WindowFeatures(model, meta), local, mode, final)
+            return cls(meta, WindowFeatures(model, meta), local, mode, exact)
         features, local = streaming_parts(folder, meta, variant, threads, crop_budget)
-        return cls(meta, features, local, mode, final)
+        return cls(meta, features, local, mode, exact)
 
     def reset(self) -> None:
         """Forget the stream (feature buffers, crop cache)."""
@@ -104,6 +112,10 @@ class Tagger:
             self.local.reset()
 
     def __call__(self, history: np.ndarray, stream_end: int | None = None) -> HopResult:
+        """The window of the stream ending at sample `stream_end`, from `history` (its last
+        `history_samples` samples, zeros before the stream began). Exact mode answers a
+        window the stream has not yet filled (stream_end < window_samples) as `exact` does
+        the audio heard so far."""
         history = np.asarray(history, dtype=np.float32)
         if history.shape != (self.history_samples,):
             raise ValueError(f"history must have shape ({self.history_samples},), got "
@@ -112,17 +124,36 @@ class Tagger:
             if self.mode != "exact":
                 raise ValueError("streaming needs stream_end: the stream's sample count at the "
                                  "history's end")
-            self.reset()  # an independent window: nothing cached belongs to it
-            stream_end = self.window_samples
+            return self.exact(history[-self.window_samples:])
+        if self.mode == "exact":
+            heard = history[max(0, len(history) - stream_end):]
+            return self.exact(heard[-self.window_samples:], start=stream_end - min(
+                stream_end, self.window_samples))
+        return self._run(history, stream_end)
+
+    def exact(self, audio: np.ndarray, start: int = 0) -> HopResult:
+        """The exact pipeline on `audio` at its own length, as the Keras model tags it
+        (end-padded with zeros to `min_samples` if shorter: every path's rule); clip_starts count
+        from the audio's first sample, which is stream sample `start`."""
+        audio = pad_to(np.asarray(audio, np.float32), self.min_samples)
+        if not len(audio):
+            raise ValueError("no audio to tag")
+        tagger = self if self.mode == "exact" else self._exact()
+        tagger.reset()  # an independent input: nothing cached belongs to it
+        result = tagger._run(audio, len(audio))
+        return dataclasses.replace(result, start=start, end=start + len(audio))
+
+    def _run(self, history: np.ndarray, stream_end: int) -> HopResult:
         view = self.features(history, stream_end)
         if view.global_.shape != (self.num_classes,):
             raise ValueError(f"the global model gives {view.global_.shape[-1]} classes, "
                              f"metadata.json says {self.num_classes}")
+        window_start = view.origin
         if not self.n_clips:
             fused, _ = glue.fuse(view.global_, np.zeros((0, self.num_classes), np.float32))
             empty = np.zeros(0, np.int64)
             return HopResult(view.global_, None, fused, view.framewise, empty, empty,
-                             np.zeros(0, bool))
+                             np.zeros(0, bool), window_start, stream_end)
         classes, starts = glue.select(view.global_, view.framewise, self.n_clips, view.crop,
                                       view.length, self.meta.suppress_overlap)
         # A crop is audio already heard: at the stream's end (streaming) it starts earlier.
@@ -130,59 +161,24 @@ class Tagger:
         begins = np.minimum(view.origin + starts * view.unit, latest)
         per_clip, exact = self.local(history, stream_end, begins, starts, view.origin)
         fused, local = glue.fuse(view.global_, per_clip)
-        offsets = begins - (stream_end - self.window_samples)
-        return HopResult(view.global_, local, fused, view.framewise, offsets, classes, exact)
+        return HopResult(view.global_, local, fused, view.framewise, begins - window_start,
+                         classes, exact, window_start, stream_end)
 
-    def final(self, audio: np.ndarray) -> HopResult:
-        """The exact pipeline on a whole input shorter than the window, end-padded with
-        zeros as the SavedModel sees it after padding: starts count from the input's start."""
-        audio = np.asarray(audio, np.float32)
-        if len(audio) > self.window_samples:
-            raise ValueError(f"final() takes at most one window ({self.window_samples} "
-                             f"samples), got {len(audio)}")
-        exact = self if self.mode == "exact" else self._final()
-        window = np.zeros(self.window_samples, np.float32)
-        window[:len(audio)] = audio
-        exact.reset()
-        return exact(window, stream_end=self.window_samples)
-
-    def record(self, result: HopResult, time: float, partial: bool, top_k: int = 5,
-               nan_samples: int = 0, window_start: float | None = None,
-               final: bool = False) -> dict:
-        """The JSON line of a window ending at stream `time` seconds.
-
-        Windows are in stream seconds (the model window's first sample at `window_start`,
-        default `time` minus the window), cut to the audio heard, [0, time]; a window with
-        none of it (all in a partial window's zero padding) is left out, never zero-length.
-        `nan_samples` (non-finite input frames replaced by 0 since the last line) is written
-        only when non-zero; `final` marks the answer for the whole input at its end.
-        """
-        order = np.argsort(-result.fused, kind="stable")[:max(0, top_k)]
-        top = []
-        for i in order:
-            entry = {"label": self.labels[i][0], "mid": self.labels[i][1],
-                     "fused": round(float(result.fused[i]), 5),
-                     "global": round(float(result.global_[i]), 5)}
-            if result.local is not None:
-                entry["local"] = round(float(result.local[i]), 5)
-            top.append(entry)
-        if window_start is None:
-            window_start = time - self.window_samples / self.sample_rate
-        windows = []
-        for start, cls in zip(result.starts, result.classes):
-            begin = window_start + start / self.sample_rate
-            end = min(begin + self.crop_samples / self.sample_rate, time)
-            begin = max(begin, 0.0)
-            if round(end, 3) > round(begin, 3):
-                windows.append({"label": self.labels[int(cls)][0], "start": round(begin, 3),
-                                "end": round(end, 3)})
-        line = {"time": round(time, 3), "partial": bool(partial), "top": top, "windows": windows}
-        if final:
-            line["final"] = True
-        if nan_samples:
-            line["nan_samples"] = int(nan_samples)
-        return line
+    def record(self, result: HopResult, top_k: int = 5, file: str | None = None,
+               partial: bool = False, final: bool = False, nan_samples: int = 0) -> dict:
+        """The tag record (glat_core.tags) of a result: the stream's samples it covers,
+        clips in stream seconds cut to that audio."""
+        start = max(result.start, 0)
+        return window_record(self.labels, result.fused, result.global_, result.local,
+                             result.start + np.asarray(result.clip_starts), result.selected_classes,
+                             start=start, end=result.end, sample_rate=self.sample_rate,
+                             crop_samples=self.crop_samples, top_k=top_k, file=file,
+                             partial=partial, final=final, nan_samples=nan_samples)
 
     def json_line(self, *args, **kwargs) -> str:
         return json.dumps(self.record(*args, **kwargs), ensure_ascii=False)
 
+    def _exact(self) -> "Tagger":
+        if self._exact_tagger is None:
+            self._exact_tagger = self._make_exact()
+        return self._exact_tagger

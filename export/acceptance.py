@@ -103,7 +103,7 @@ def litert_outputs(tagger, waveforms: np.ndarray, reference: dict) -> dict[str, 
     for waveform, starts in zip(np.asarray(waveforms, np.float32), reference["clip_starts"]):
         result = tagger(waveform)  # no stream_end: an independent window
         rows.append({"fused": result.fused, "global": result.global_, "local": result.local,
-                     "clip_starts": result.starts, "selected_classes": result.classes})
+                     "clip_starts": result.clip_starts, "selected_classes": result.selected_classes})
         same.append(tagger.local.scorer(waveform, 0, [int(s) for s in starts]))
     got = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     got["same_crops"] = np.stack(same)

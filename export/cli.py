@@ -7,9 +7,9 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from glat_tf import console  # noqa: E402  first: TensorFlow's start-up stays quiet
+from glat_core import console  # noqa: E402  first: TensorFlow's start-up stays quiet
 
-from glat_tf.cli_errors import one_line_errors  # noqa: E402
+from glat_core.cli_errors import one_line_errors  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _saved_model(args) -> int:
-    from export.labels import load_model
+    from glat_tf.loading import load_model
     from glat_tf import class_names
     from export.saved_model import export_saved_model
     model = load_model(args.model)
@@ -63,7 +63,7 @@ def _saved_model(args) -> int:
 
 
 def _tflite(args) -> int:
-    from export.labels import load_model
+    from glat_tf.loading import load_model
     from glat_tf import class_names
     from export.calibration import read_calibration
     from export.tflite import VARIANTS, export_tflite

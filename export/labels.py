@@ -1,36 +1,12 @@
-"""What travels with every export: the model loaded from disk, its label map, its fixed sizes."""
+"""What travels with every export: its label map and its fixed sizes (the model loader is
+glat_tf.loading.load_model)."""
 
 from __future__ import annotations
 
-import os
-import pathlib
-
-import keras
 import tensorflow as tf
 
-from glat_tf.baseline import BackboneTagger
 from glat_tf.data.labels import LabelMap
 from glat_tf.model import GlatModel
-
-
-def load_model(path: str | os.PathLike):
-    """A GlatModel or a BackboneTagger (the baseline) from a `.keras` file; anything else
-    is refused with the reason."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    if path.suffix != ".keras":
-        raise ValueError(f"model must be a .keras file written by glat-fit, got {path}")
-    try:
-        model = keras.models.load_model(path)
-    except (ValueError, TypeError, OSError) as error:
-        # Keras appends the whole config to "could not locate class": the first line says it.
-        raise ValueError(f"{path} is not a model glat-tf can load: "
-                         f"{str(error).splitlines()[0][:300]}") from None
-    if not isinstance(model, (GlatModel, BackboneTagger)):
-        raise TypeError(f"{path} holds a {type(model).__name__}, not a GlatModel or a "
-                        "BackboneTagger")
-    return model
 
 
 def label_rows(labels: LabelMap) -> list[dict]:

@@ -18,7 +18,7 @@ from edge_runtime.tagger import CROP_BUDGET, DEFAULT_MODE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from glat_tf.cli_errors import one_line_errors  # noqa: E402
+from glat_core.cli_errors import one_line_errors  # noqa: E402
 
 # The issue's targets for the int8 pair, both relative to float32.
 MAP_DROP_TARGET = 0.01
@@ -46,7 +46,7 @@ def latency_ms(tagger, waveform: np.ndarray, runs: int) -> dict:
     """Median milliseconds per call of the global model, the local model and the whole
     exact-mode pipeline (an independent window each time)."""
     tagger(waveform)  # warms up
-    starts = [int(s) for s in tagger(waveform).starts]
+    starts = [int(s) for s in tagger(waveform).clip_starts]
     crops = glue.cut_crops(waveform, starts, tagger.crop_samples)
     timings = {"global": [], "local": [], "pair": []}
     for _ in range(runs):
@@ -63,7 +63,7 @@ def build_report(model, exported_dir, waveforms: np.ndarray, labels: np.ndarray,
                  latency_runs: int = 10, progress: bool = True) -> dict:
     """Everything the README table shows, per variant, as one JSON-ready dict: the exported
     files run by the edge runtime as the device runs them, in both modes."""
-    from glat_tf.console import Progress as tqdm
+    from glat_core.console import Progress as tqdm
 
     from edge_runtime import ExportMetadata, Tagger
     from export import acceptance, litert_convert
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a target is not met (for CI)")
     args = parser.parse_args(argv)
-    from export.labels import load_model
+    from glat_tf.loading import load_model
     model = load_model(args.model)  # bad paths and files: one line from one_line_errors
     from edge_runtime import ExportMetadata
     meta = ExportMetadata.read(args.exported)

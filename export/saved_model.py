@@ -12,16 +12,17 @@ import tensorflow as tf
 from glat_tf.model import GlatModel
 
 SIGNATURE = "serving_default"
-OUTPUTS = ("fused", "global", "local", "per_clip", "clip_starts", "selected_classes")
-BASELINE_OUTPUTS = ("global",)
+OUTPUTS = ("fused", "global", "local", "per_clip", "framewise", "clip_starts", "selected_classes")
+BASELINE_OUTPUTS = ("global", "framewise")
 
 
 def serving_function(model):
     """waveform (batch, samples) float32 -> fused/global/local (batch, L), per_clip (batch, N,
-    L), clip_starts (batch, N) int32 samples from the input's start (the unit of every
-    export), selected_classes (batch, N) int32; a baseline (BackboneTagger) gives `global`
-    only. Input of another rank, shorter than tau (one second for a baseline) or not
-    finite fails with InvalidArgumentError."""
+    L), framewise (batch, frames', L) the global frame activations, clip_starts (batch, N)
+    int32 samples from the input's start (the unit of every export), selected_classes
+    (batch, N) int32; a baseline (BackboneTagger) gives `global` and `framewise` only.
+    Input of another rank, shorter than tau (one second for a baseline) or not finite
+    fails with InvalidArgumentError."""
     glat = isinstance(model, GlatModel)
     window = model.window if glat else int(model.sample_rate)
     shortest = f"tau={model.tau} s" if glat else "1 s"

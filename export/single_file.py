@@ -2,9 +2,16 @@
 
 The file MediaPipe Tasks' AudioClassifier (Android, iOS, web, Python) loads as is, the way
 YAMNet ships: input `waveform` [1, window] float32 with AudioProperties (sample rate,
-channels); first output `fused` [1, L] with the labels as a TENSOR_AXIS_LABELS file;
-then `global`, `local` [1, L], `per_clip` [1, N, L], `clip_starts` [1, N] samples
-and `selected_classes` [1, N], both float32 holding whole numbers. The graph is GlatModel.__call__ itself (its stages),
+channels); four heads, each [1, L] with the labels as a TENSOR_AXIS_LABELS file: `fused`
+(first: what a task library reads as the answer), `global`, `local`, and
+`clip_start_seconds`, for each class the start of the clip GL-AT chose for it in seconds
+from the window's start, -1 for the classes that chose none (MediaPipe takes every output as
+a score head and refuses int32: the clips travel as a labelled per-class value).
+
+MediaPipe zero-pads the last window of a recording (and a recording shorter than the
+window): the model cannot tell padding from digital silence, so it treats trailing exact
+zeros as padding and tags the audio before them at its own length (at least one crop), as
+the Keras model tags that audio. The graph is GlatModel.__call__ itself (its stages),
 converted with builtin ops only; int8 keeps the frontend, the selection and the sigmoids
 float, as the pair export does.
 """
@@ -25,21 +32,38 @@ from export.tflite import FLOAT_SCOPES, INT8_FLOAT_OPS, check_exportable
 
 VARIANTS = ("f32", "int8")
 # Output order of the file: MediaPipe reads the first output as its classification head.
-OUTPUTS = ("fused", "global", "local", "per_clip", "clip_starts", "selected_classes")
+OUTPUTS = ("fused", "global", "local", "clip_start_seconds")
 LABELS_FILE = "labels.txt"
 # Metadata schema version whose features this file uses (AudioProperties came in 1.3.0);
 # readers older than it refuse the file.
 MIN_PARSER_VERSION = "1.3.0"
 
 
+def without_padding(waveform, shortest: int):
+    """(1, window) -> (1, n): the audio before its trailing exact zeros, at least `shortest`
+    samples (MediaPipe's padding of a last window; all zeros: `shortest` zeros)."""
+    samples = tf.shape(waveform)[1]
+    position = tf.range(1, samples + 1)  # (samples,)
+    heard = tf.reduce_max(position * tf.cast(tf.not_equal(waveform[0], 0.0), tf.int32))
+    return tf.slice(waveform, [0, 0], [1, tf.maximum(heard, shortest)])
+
+
+def clip_start_seconds(out, num_classes: int, sample_rate: int):
+    """(1, L): for each class, its clip's start in seconds (-1: no clip chose it). The N
+    selected classes are distinct (the top N), so each has at most one clip."""
+    picks = tf.one_hot(out["selected_classes"], num_classes)  # (1, N, L)
+    seconds = tf.cast(out["clip_starts"], tf.float32) / float(sample_rate)  # (1, N)
+    return tf.reduce_sum(picks * tf.expand_dims(seconds + 1.0, 2), axis=1) - 1.0
+
+
 def whole_pass(model):
-    """waveform (1, window) -> GlatModel's outputs (its own call: global stage, local
-    stage on the windows it picks, fusion), without the frame activations."""
+    """waveform (1, window) -> the heads of OUTPUTS: GlatModel's own call (global stage,
+    local stage on the clips it picks, fusion) on the waveform without its zero padding."""
     def serve(waveform):
-        out = model(waveform, training=False)
-        # MediaPipe's classifier takes every output as a score head and refuses int32:
-        # the windows travel as float32 holding whole numbers (exact below 2**24 samples).
-        return {name: tf.cast(out[name], tf.float32) for name in OUTPUTS}
+        out = model(without_padding(waveform, model.window), training=False)
+        return {"fused": out["fused"], "global": out["global"], "local": out["local"],
+                "clip_start_seconds": clip_start_seconds(out, model.num_classes,
+                                                         model.sample_rate)}
     return serve
 
 
@@ -100,19 +124,16 @@ def with_metadata(flatbuffer: bytes, labels, sample_rate: int, *, name: str,
     audio.sampleRate, audio.channels = int(sample_rate), 1
     axis_labels = fb.AssociatedFileT()
     axis_labels.name, axis_labels.type = LABELS_FILE, fb.AssociatedFileType.TENSOR_AXIS_LABELS
-    axis_labels.description = "class names, one per score column"
+    axis_labels.description = "class names, one per column"
     feature = fb.ContentProperties.FeatureProperties
-    outputs = [tensor("fused", "GL-AT fused scores (probabilities)", feature,
-                      fb.FeaturePropertiesT(), [axis_labels]),
-               tensor("global", "global stream scores", feature, fb.FeaturePropertiesT()),
-               tensor("local", "local stream scores (max-mean over the windows)", feature,
-                      fb.FeaturePropertiesT()),
-               tensor("per_clip", "local scores of each window [1, N, L]", feature,
-                      fb.FeaturePropertiesT()),
-               tensor("clip_starts", "window starts in samples from the input's start (whole numbers)",
-                      feature, fb.FeaturePropertiesT()),
-               tensor("selected_classes", "class index that chose each window (whole numbers)", feature,
-                      fb.FeaturePropertiesT())]
+
+    def head(name, text):  # every head's columns are the classes: each carries the labels
+        return tensor(name, text, feature, fb.FeaturePropertiesT(), [axis_labels])
+    outputs = [head("fused", "GL-AT fused scores (probabilities)"),
+               head("global", "global stream scores (probabilities)"),
+               head("local", "local stream scores (probabilities, max-mean over the clips)"),
+               head("clip_start_seconds", "start (s from the window's start) of the clip "
+                                          "chosen for each class; -1: none chosen")]
     subgraph = fb.SubGraphMetadataT()
     subgraph.inputTensorMetadata = [tensor(
         "waveform", f"mono float32 audio in [-1, 1] at {sample_rate} Hz",
@@ -178,7 +199,7 @@ def export_single_file(model, out_dir, labels, *, variants=("f32",), window_samp
             description=f"GL-AT tagger: {window_samples} samples at {model.sample_rate} Hz -> "
                         f"{model.num_classes} fused scores, N={model.n_clips} windows of "
                         f"tau={model.tau} s"))
-    record = {"format": "glat-tf-single-file/1", **facts, "outputs": list(OUTPUTS),
+    record = {"format": "glat-tf-single-file/2", **facts, "outputs": list(OUTPUTS),
               "variants": files}
     (out / "single_file.json").write_text(json.dumps(record, indent=1))
     return record

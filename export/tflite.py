@@ -1,4 +1,7 @@
-"""A GlatModel -> the LiteRT global/local pair (f32, f16, dyn, int8) with metadata.json beside it."""
+"""A GlatModel -> the LiteRT global/local pair (f32, f16, dyn, int8) with metadata.json beside it.
+
+The global model takes a waveform of any length >= one crop (its input is resized per
+call); `window_samples` is the window the runtime streams, calibrates and reports with."""
 
 from __future__ import annotations
 
@@ -40,9 +43,11 @@ def local_function(model):
 
 
 def stream_signature(model, stream: str, window_samples: int) -> list[tf.TensorSpec]:
-    # Static shapes: a dynamic batch brings about 20 shape ops into the graph.
+    # The global model takes any number of samples (resized per call), so every input
+    # length is tagged as the Keras model tags it; the batch stays 1 and the local model's
+    # N crops stay static (a dynamic batch brings about 20 shape ops into the graph).
     if stream == "global":
-        return [tf.TensorSpec([1, window_samples], tf.float32, name="waveform")]
+        return [tf.TensorSpec([1, None], tf.float32, name="waveform")]
     return [tf.TensorSpec([model.n_clips, model.window], tf.float32, name="crops")]
 
 

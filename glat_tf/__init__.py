@@ -11,7 +11,7 @@ if _MISSING:
     raise ImportError(f"glat_tf needs {' and '.join(_MISSING)}, which the device install leaves "
                       'out: pip install "glat-tf[train]"')
 
-from glat_tf import console as _console  # noqa: E402  before TensorFlow: quiet glat-* CLIs
+from glat_core import console as _console  # noqa: E402  before TensorFlow: quiet glat-* CLIs
 _console.quiet_startup()
 
 # Importing the models registers every class a saved .keras file names (GlatModel,
@@ -21,6 +21,6 @@ from glat_tf.baseline import BackboneTagger  # noqa: E402
 from glat_tf.config import FrontendConfig  # noqa: E402
 from glat_tf.model import GlatModel  # noqa: E402
 
-from glat_tf.tagger import Tagger  # noqa: E402
+from glat_core.tagger import Tagger  # noqa: E402
 
 __all__ = ["BackboneTagger", "FrontendConfig", "GlatModel", "Tagger", "__version__"]

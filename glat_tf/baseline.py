@@ -14,8 +14,8 @@ class BackboneTagger(TaggingModel):
     """A backbone alone, scored on whole clips: the baseline GL-AT is compared with.
 
     Input: float32 waveform (batch, samples). Output dict: `global` (batch, L)
-    probabilities = sigmoid(clipwise_logits). `global_stage` adds `framewise` (batch,
-    frames', L) for export. `stream_losses` mirrors GlatModel's so one training loop
+    probabilities = sigmoid(clipwise_logits), and `framewise` (batch, frames', L) frame
+    activations. `stream_losses` mirrors GlatModel's so one training loop
     serves both. `backbone` is a preset name (with `num_classes`, `sample_rate`,
     `backbone_kwargs`) or a Backbone instance, saved as an object.
 
@@ -49,7 +49,8 @@ class BackboneTagger(TaggingModel):
     def call(self, waveform, training=None):
         self.check_waveform(waveform)
         out = self.global_backbone(tf.cast(waveform, tf.float32), training=training)
-        return {"global": tf.sigmoid(out["clipwise_logits"])}  # (batch, L)
+        return {"global": tf.sigmoid(out["clipwise_logits"]),  # (batch, L)
+                "framewise": tf.sigmoid(out["framewise_logits"])}  # (batch, frames', L)
 
     def stream_losses(self, outputs, labels):
         """Per-example losses (batch,): the trained `loss` and the same value as `global_loss`."""

@@ -78,10 +78,14 @@ def build_pair(tmp_path_factory, variant: str) -> Pair:
     return _PAIRS[key]
 
 
-def stream_windows(audio: np.ndarray, ends, window: int) -> np.ndarray:
-    """The stream's samples [end - window, end) for each end, zeros before the stream's start."""
-    padded = np.concatenate([np.zeros(window, np.float32), audio])
-    return np.stack([padded[end:end + window] for end in ends])
+def keras_spans(model, audio: np.ndarray, ends, window: int) -> dict:
+    """Keras on the stream's samples [max(0, end - window), end) for each end, each at its
+    own length (a window the stream has not filled is the audio heard so far; shorter than
+    a crop, end-padded to one): {output: [one array per end]}."""
+    from glat_core.audio import pad_to
+    outs = [keras_windows(model, pad_to(audio[max(0, end - window):end], model.window)[None])
+            for end in ends]
+    return {k: [o[k][0] for o in outs] for k in outs[0]}
 
 
 def stream_cli_without_tensorflow(argv: list, cwd) -> tuple[list[str], dict]:
@@ -124,10 +128,11 @@ def test_f32_stream_equals_keras_on_every_window(f32):
     ends = [int(round(e.time * tagger.sample_rate)) for e in events]
     assert ends == list(range(16000, len(audio) + 1, 16000))
     assert [e.partial for e in events] == [end < tagger.window_samples for end in ends]
-    expected = keras_windows(f32.model, stream_windows(audio, ends, tagger.window_samples))
+    expected = keras_spans(f32.model, audio, ends, tagger.window_samples)
     for k, event in enumerate(events):
-        np.testing.assert_array_equal(event.result.starts, expected["clip_starts"][k])
-        np.testing.assert_array_equal(event.result.classes, expected["selected_classes"][k])
+        np.testing.assert_array_equal(event.result.clip_starts, expected["clip_starts"][k])
+        np.testing.assert_array_equal(event.result.selected_classes,
+                                      expected["selected_classes"][k])
         for name, ours in (("global", event.result.global_), ("local", event.result.local),
                            ("fused", event.result.fused)):
             np.testing.assert_allclose(ours, expected[name][k], atol=F32_ATOL, rtol=0,
@@ -143,9 +148,9 @@ def test_cli_lines_equal_keras(f32):
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     audio, rate = soundfile.read(CLIP, dtype="float32")
-    ends = [int(round(line["time"] * rate)) for line in lines]
+    ends = [int(round(line["end_seconds"] * rate)) for line in lines]
     assert ends == [32000 * k for k in range(1, 8)]
-    expected = keras_windows(f32.model, stream_windows(audio, ends, f32.window))
+    expected = keras_spans(f32.model, audio, ends, f32.window)
     names = [row["display_name"] for row in f32.labels]
     for k, line in enumerate(lines):
         fused = expected["fused"][k]
@@ -154,18 +159,15 @@ def test_cli_lines_equal_keras(f32):
             i = names.index(entry["label"])
             for key in ("fused", "global", "local"):
                 assert entry[key] == pytest.approx(float(expected[key][k][i]), abs=2e-5)
-        window_start = line["time"] - f32.window / rate
-        # A window wholly in a partial window's zero padding holds no audio: not listed.
-        heard = [(c, s) for c, s in zip(expected["selected_classes"][k],
-                                         expected["clip_starts"][k])
-                 if window_start + (s + f32.crop) / rate > 1e-3]
-        assert [w["label"] for w in line["windows"]] == [names[c] for c, _ in heard]
-        assert all(w["end"] > w["start"] for w in line["windows"])
+        start = max(0, ends[k] - f32.window)
+        assert line["start_seconds"] == pytest.approx(start / rate, abs=1e-3)
         assert line.get("final", False) == (k == len(lines) - 1)
-        for w, (_, start) in zip(line["windows"], heard):
-            assert w["start"] == pytest.approx(max(0.0, window_start + start / rate), abs=1e-3)
-            assert w["end"] == pytest.approx(max(0.0, window_start + (start + f32.crop) / rate),
-                                             abs=1e-3)
+        assert [c["class"] for c in line["clips"]] == [
+            names[c] for c in expected["selected_classes"][k]]
+        for c, begin in zip(line["clips"], expected["clip_starts"][k]):
+            assert c["start_seconds"] == pytest.approx((start + begin) / rate, abs=1e-3)
+            assert c["end_seconds"] == pytest.approx((start + begin + f32.crop) / rate, abs=1e-3)
+            assert start / rate - 1e-9 <= c["start_seconds"] < c["end_seconds"] <= ends[k] / rate + 1e-9
 
 
 @pytest.mark.slow
@@ -174,13 +176,13 @@ def test_int8_stream_within_stated_tolerance_of_keras(tmp_path_factory):
     audio, _ = soundfile.read(CLIP, dtype="float32")
     tagger, events = _events(pair.dir, "int8", 1.0, audio)
     ends = [int(round(e.time * tagger.sample_rate)) for e in events]
-    expected = keras_windows(pair.model, stream_windows(audio, ends, tagger.window_samples))
+    expected = keras_spans(pair.model, audio, ends, tagger.window_samples)
     fused = np.stack([e.result.fused for e in events])
     assert np.isfinite(fused).all()
-    diff = np.abs(fused - expected["fused"])
+    diff = np.abs(fused - np.stack(expected["fused"]))
     print(f"int8 vs Keras fused: max {diff.max():.4f}, mean {diff.mean():.4f}")
     assert diff.max() < INT8_ATOL
     # Quantization may move a window by a frame or two; the classes it picks stay Keras'.
-    same = np.mean([set(e.result.classes) == set(c)
+    same = np.mean([set(e.result.selected_classes) == set(c)
                     for e, c in zip(events, expected["selected_classes"])])
     assert same >= 0.8

@@ -94,7 +94,7 @@ def test_glue_pipeline_is_glat_model():
     assert local is None and (fused == out["global"][0]).all()  # a backbone-only export
 
 
-META = {"format": "glat-tf-litert/2", "backbone": "cnn10", "sample_rate": RATE,
+META = {"format": "glat-tf-litert/3", "backbone": "cnn10", "sample_rate": RATE,
         "window_samples": 320000, "crop_samples": 96000, "n_clips": 2, "tau": 3.0,
         "num_classes": 2, "frames": 62,
         "labels": [{"index": 0, "mid": "/m/a", "display_name": "A"},

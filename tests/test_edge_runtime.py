@@ -1,6 +1,7 @@
 """edge_runtime: ring buffer, sources, conditioning, streaming, JSON lines, CLI and robustness (issue 7)."""
 
 import io
+import dataclasses
 import json
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def test_unreadable_file_is_a_clear_error(tmp_path):
 # ---------------------------------------------------------------- streaming with stub models
 
 LABELS = [{"index": i, "mid": f"/s/{i}", "display_name": f"stub {i}"} for i in range(4)]
-STUB_META = {"format": "glat-tf-litert/2", "backbone": "stub", "sample_rate": RATE,
+STUB_META = {"format": "glat-tf-litert/3", "backbone": "stub", "sample_rate": RATE,
              "window_samples": 2 * RATE, "crop_samples": RATE // 2, "n_clips": 2, "tau": 0.5,
              "num_classes": 4, "frames": 8, "suppress_overlap": True, "labels": LABELS,
              "variants": {"f32": {"global": "g", "local": "l"}}, "fusion": "max_mean",
@@ -126,7 +127,10 @@ class StubModel:
         self.what, self.shape = what, tuple(expect_shape)
 
     def __call__(self, x):
-        assert x.shape == self.shape and x.dtype == np.float32 and np.isfinite(x).all()
+        # -1: the global model takes any length (at least one crop).
+        assert all(want in (-1, got) for want, got in zip(self.shape, x.shape)), (x.shape, self.shape)
+        assert x.ndim == len(self.shape) and x.dtype == np.float32 and np.isfinite(x).all()
+        assert self.what == "local" or x.shape[1] >= STUB_META["crop_samples"]
         if self.what == "local":
             level = np.abs(x).mean(axis=1, keepdims=True)  # (N, 1)
             return {"per_clip": 1 / (1 + np.exp(-(level + np.arange(4)))).astype(np.float32)}
@@ -151,16 +155,17 @@ def test_each_hop_sees_exactly_the_stream_window(stub_tagger):
     ends = [int(round(e.time * RATE)) for e in events]
     assert ends == list(range(24000, len(audio), 24000)) + [len(audio)]  # last: stream end
     assert [e.partial for e in events] == [end < 2 * RATE for end in ends]
-    padded = np.concatenate([np.zeros(2 * RATE, np.float32), audio])
-    for end, seen in zip(ends, StubModel.seen):
-        np.testing.assert_array_equal(seen, padded[end:end + 2 * RATE])
+    # A window the stream has not filled yet is the audio heard so far, at its own length.
+    for end, seen, event in zip(ends, StubModel.seen, events):
+        np.testing.assert_array_equal(seen, audio[max(0, end - 2 * RATE):end])
+        assert (event.result.start, event.result.end) == (max(0, end - 2 * RATE), end)
 
 
 def test_json_line_format(stub_tagger):
     result = stub_tagger(np.full(2 * RATE, 0.5, np.float32))
-    line = json.loads(stub_tagger.json_line(result, time=1.5, partial=True, top_k=3))
-    assert list(line) == ["time", "partial", "top", "windows"]
-    assert line["time"] == 1.5 and line["partial"] is True
+    line = json.loads(stub_tagger.json_line(result, top_k=3, partial=True))
+    assert list(line) == ["start_seconds", "end_seconds", "top", "clips", "partial"]
+    assert (line["start_seconds"], line["end_seconds"]) == (0.0, 2.0) and line["partial"] is True
     g = STUB_GLOBAL[0] * 1.1
     l = 1 / (1 + np.exp(-(0.5 + np.arange(4))))  # every crop is 0.5: max = mean
     fused = (np.maximum(g, l) + (g + l) / 2) / 2
@@ -168,11 +173,20 @@ def test_json_line_format(stub_tagger):
     assert all(list(t) == ["label", "mid", "fused", "global", "local"] for t in line["top"])
     for t in line["top"]:
         i = int(t["label"].split()[1])
+        assert t["mid"] == f"/s/{i}"
         assert (t["fused"], t["global"], t["local"]) == pytest.approx((fused[i], g[i], l[i]), abs=1e-5)
-    # Window 0 starts at sample 0 of a window ending at 1.5 s: wholly before the stream, in
-    # the zero padding, so it is not listed (never a zero-length window).
-    assert line["windows"] == [{"label": "stub 2", "start": 0.875, "end": 1.375}]
-    flagged = json.loads(stub_tagger.json_line(result, 9.0, False, top_k=1, nan_samples=7))
+    # Class 1's clip clamps to the window's start, class 2's is centred on frame 6.5.
+    assert line["clips"] == [
+        {"class": "stub 1", "mid": "/s/1", "start_seconds": 0.0, "end_seconds": 0.5},
+        {"class": "stub 2", "mid": "/s/2", "start_seconds": 1.375, "end_seconds": 1.875}]
+    # A window reaching before the stream began (streaming mode's zero history): clips are
+    # cut to the audio heard; one wholly before it is not listed (never zero-length).
+    early = dataclasses.replace(result, start=-RATE, end=RATE)
+    line = json.loads(stub_tagger.json_line(early, top_k=1))
+    assert (line["start_seconds"], line["end_seconds"]) == (0.0, 1.0)
+    assert line["clips"] == [{"class": "stub 2", "mid": "/s/2", "start_seconds": 0.375,
+                              "end_seconds": 0.875}]
+    flagged = json.loads(stub_tagger.json_line(result, top_k=1, nan_samples=7))
     assert flagged["nan_samples"] == 7 and len(flagged["top"]) == 1
 
 
@@ -249,7 +263,13 @@ def test_stdin_pcm_equals_the_same_audio_from_a_file(pair, clip, tmp_path):
     assert done.returncode == 0, done.stderr
     assert b"dropped 3 trailing bytes" in done.stderr
     from_file = _cli(pair, "--input", str(wav), "--offline")
-    assert from_file.returncode == 0 and done.stdout == from_file.stdout
+    assert from_file.returncode == 0
+
+    def without_file(out):  # the records name their input: "-" or the WAV's path
+        return [{k: v for k, v in json.loads(line).items() if k != "file"}
+                for line in out.splitlines()]
+    assert without_file(done.stdout) == without_file(from_file.stdout)
+    assert json.loads(done.stdout.splitlines()[0])["file"] == "-"
     assert len(done.stdout.splitlines()) == 7
 
 
@@ -286,10 +306,10 @@ def test_nan_samples_are_zeroed_and_flagged(pair, clip):
     zeroed = np.nan_to_num(dirty, nan=0.0)
     for a, b in zip(events, _run(pair, ArraySource([zeroed], RATE))):
         np.testing.assert_array_equal(a.result.fused, b.result.fused)
-    line = json.loads(tagger.json_line(events[2].result, events[2].time, events[2].partial,
+    line = json.loads(tagger.json_line(events[2].result, partial=events[2].partial,
                                        nan_samples=events[2].nan_samples))
     assert line["nan_samples"] == 100 and "nan_samples" not in json.loads(
-        tagger.json_line(events[3].result, events[3].time, events[3].partial))
+        tagger.json_line(events[3].result, partial=events[3].partial))
 
 
 def test_long_silence_gives_finite_steady_scores(pair):
@@ -359,10 +379,10 @@ def test_an_older_export_is_refused_with_re_export(pair, tmp_path):
         Tagger.from_export(old, "f32", "exact")
 
 
-def test_short_file_gets_a_final_answer_equal_to_the_end_padded_window(built, clip, tmp_path):
-    """A 2.5 s file in a 4 s window: the hops are partial, the final line is the exported
-    pipeline on the file zero-padded at its end (what the SavedModel scores), and no
-    window is zero-length or outside the file."""
+def test_short_file_is_answered_at_its_own_length(built, clip, tmp_path):
+    """A 2.5 s file in a 4 s window: each hop answers the audio heard so far at its own
+    length, the last one (final) is the Keras model on the whole file, unpadded, and no
+    clip is zero-length or outside the file."""
     from test_edge_equivalence import keras_windows
     pair = built.dir
     short = clip[:int(2.5 * RATE)]
@@ -371,24 +391,23 @@ def test_short_file_gets_a_final_answer_equal_to_the_end_padded_window(built, cl
     done = _cli(pair, "--input", str(path), "--offline")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [(line["time"], line["partial"], line.get("final", False)) for line in lines] == [
-        (1.0, True, False), (2.0, True, False), (2.5, True, False), (2.5, False, True)]
-    padded = np.zeros(4 * RATE, np.float32)
-    padded[:len(short)] = short
+    assert [(line["start_seconds"], line["end_seconds"], line.get("partial", False),
+             line.get("final", False)) for line in lines] == [
+        (0.0, 1.0, True, False), (0.0, 2.0, True, False), (0.0, 2.5, False, True)]
     tagger = Tagger.from_export(pair, "f32", "exact")
-    want = tagger(padded)
+    want = tagger.exact(short)
     final = lines[-1]
     names = [row["display_name"] for row in built.labels]
-    for entry in final["top"]:
-        assert entry["fused"] == pytest.approx(float(want.fused[names.index(entry["label"])]),
-                                               abs=2e-5)
-    keras = keras_windows(built.model, padded[None])
+    keras = keras_windows(built.model, short[None])
     np.testing.assert_allclose(want.fused, keras["fused"][0], atol=1e-5)
+    for entry in final["top"]:
+        assert entry["fused"] == pytest.approx(float(keras["fused"][0][names.index(entry["label"])]),
+                                               abs=2e-5)
     for line in lines:
-        for w in line["windows"]:
-            assert 0 <= w["start"] < w["end"] <= line["time"] + 1e-9
-    for w, start in zip(final["windows"], want.starts):
-        assert w["start"] == pytest.approx(start / RATE, abs=1e-3)
+        for c in line["clips"]:
+            assert 0 <= c["start_seconds"] < c["end_seconds"] <= line["end_seconds"] + 1e-9
+    for c, start in zip(final["clips"], keras["clip_starts"][0]):
+        assert c["start_seconds"] == pytest.approx(start / RATE, abs=1e-3)
 
 
 def test_a_global_only_export_fuses_to_the_global_score(pair, clip, tmp_path):
@@ -407,8 +426,8 @@ def test_a_global_only_export_fuses_to_the_global_score(pair, clip, tmp_path):
     full = Tagger.from_export(pair, "f32", "exact")
     for event in events:
         np.testing.assert_array_equal(event.result.fused, event.result.global_)
-        line = tagger.record(event.result, event.time, event.partial)
-        assert line["windows"] == [] and all("local" not in t for t in line["top"])
+        line = tagger.record(event.result, partial=event.partial)
+        assert line["clips"] == [] and all("local" not in t for t in line["top"])
     window = clip[-4 * RATE:]
     np.testing.assert_allclose(tagger(window).global_, full(window).global_, atol=0)
 
@@ -456,7 +475,7 @@ class FakeSoundDevice:
 
 
 def test_microphone_queue_drops_oldest_and_times_out(monkeypatch):
-    from edge_runtime.sources import MicSource
+    from glat_core.audio import MicSource
     blocks = [np.full((480, 1), k, np.float32) for k in range(30)]
     device = FakeSoundDevice(blocks)
     monkeypatch.setitem(sys.modules, "sounddevice", device)
@@ -475,7 +494,7 @@ def test_microphone_queue_drops_oldest_and_times_out(monkeypatch):
 
 
 def test_microphone_without_sounddevice_is_a_clear_error(monkeypatch):
-    from edge_runtime.sources import MicSource
+    from glat_core.audio import MicSource
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # makes `import sounddevice` fail
     with pytest.raises(RuntimeError, match="pip install sounddevice"):
         MicSource()

@@ -133,8 +133,8 @@ def test_f32_streaming_equals_keras_on_the_same_audio(f32, clip, hop, budget):
         end = int(round(event.time * RATE))
         exact = event.result.crop_exact
         want = keras_reference(f32.model, meta, clip, end, exact)
-        np.testing.assert_array_equal(event.result.classes, want["classes"])
-        np.testing.assert_array_equal(event.result.starts, want["starts"])
+        np.testing.assert_array_equal(event.result.selected_classes, want["classes"])
+        np.testing.assert_array_equal(event.result.clip_starts, want["starts"])
         for name, ours in (("global", event.result.global_), ("local", event.result.local),
                            ("fused", event.result.fused)):
             np.testing.assert_allclose(ours, want[name], atol=F32_ATOL, rtol=0,
@@ -157,7 +157,7 @@ def test_int8_streaming_within_stated_tolerance_of_keras(tmp_path_factory, clip)
         want = keras_reference(pair.model, meta, clip, int(round(event.time * RATE)),
                                event.result.crop_exact)
         diffs.append(np.abs(event.result.fused - want["fused"]).max())
-        same.append(set(event.result.classes) == set(want["classes"]))
+        same.append(set(event.result.selected_classes) == set(want["classes"]))
     print(f"int8 streaming vs Keras fused: max {max(diffs):.4f}")
     assert np.isfinite(diffs).all() and max(diffs) < INT8_ATOL
     assert np.mean(same) >= 0.8
@@ -213,7 +213,7 @@ def test_edge_models_score_crops_as_the_whole_crop_model(f32, clip, tmp_path):
     _, _, plain = stream_events(whole, "f32", 1.0, clip, crop_budget=3)
     for a, b in zip(edged, plain):
         assert a.result.crop_exact.all() and b.result.crop_exact.all()
-        np.testing.assert_array_equal(a.result.starts, b.result.starts)
+        np.testing.assert_array_equal(a.result.clip_starts, b.result.clip_starts)
         np.testing.assert_allclose(a.result.local, b.result.local, atol=F32_ATOL, rtol=0)
 
 
@@ -284,6 +284,6 @@ def test_other_conv_backbones_stream_like_keras(backbone, tmp_path, clip):
     for event in events:
         want = keras_reference(model, meta, clip, int(round(event.time * RATE)),
                                event.result.crop_exact)
-        np.testing.assert_array_equal(event.result.classes, want["classes"])
+        np.testing.assert_array_equal(event.result.selected_classes, want["classes"])
         assert np.ptp(want["fused"]) > 0.02 and want["global"].max() < 0.9999  # no ties at 1
         np.testing.assert_allclose(event.result.fused, want["fused"], atol=F32_ATOL, rtol=0)

@@ -80,7 +80,7 @@ def exported(tmp_path_factory):
 def test_metadata_is_complete(exported):
     meta = json.loads((exported["root"] / "lite" / "metadata.json").read_text())
     model = exported["model"]
-    assert meta["format"] == "glat-tf-litert/2" and meta["clip_starts_unit"] == "int32 samples"
+    assert meta["format"] == "glat-tf-litert/3" and meta["clip_starts_unit"] == "int32 samples"
     assert (meta["backbone"], meta["sample_rate"], meta["num_classes"]) == ("cnn10_tiny", RATE, 4)
     assert (meta["window_samples"], meta["crop_samples"], meta["n_clips"]) == (WINDOW, 16000, 2)
     assert meta["tau"] == 0.5 and meta["suppress_overlap"] is True and meta["fusion"] == "max_mean"

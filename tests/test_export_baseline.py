@@ -34,17 +34,18 @@ def test_the_baseline_exports_to_litert_and_the_edge_runtime_tags_with_it(baseli
     expected = baseline(wave[None])["global"][0].numpy()
     np.testing.assert_allclose(result.global_, expected, atol=1e-5)
     np.testing.assert_array_equal(result.fused, result.global_)  # nothing to fuse with
-    assert len(result.starts) == 0
+    assert len(result.clip_starts) == 0
     with pytest.raises(ValueError, match="backbone-only"):
         export_tflite(baseline, tmp_path / "s", LABELS, window_samples=WINDOW, streaming=True)
 
 
-def test_the_baseline_exports_to_a_saved_model_with_global_only(baseline, tmp_path):
+def test_the_baseline_exports_to_a_saved_model_with_global_and_frames_only(baseline, tmp_path):
     path = export_saved_model(baseline, tmp_path / "serving", LABELS)
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     wave = np.random.default_rng(1).normal(0, 0.1, (2, WINDOW)).astype(np.float32)
     out = serve(waveform=tf.constant(wave))
-    assert sorted(out) == ["global"]
-    np.testing.assert_allclose(out["global"], baseline(wave)["global"], atol=1e-5)
+    assert sorted(out) == ["framewise", "global"]
+    for key in out:
+        np.testing.assert_allclose(out[key], baseline(wave)[key], atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least 32000 samples"):
         serve(waveform=tf.zeros([1, 100]))

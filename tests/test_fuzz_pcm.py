@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from edge_runtime.sources import (CLIP_LIMIT, MAX_READ_BYTES, PCM_FORMATS, Conditioner,
+from glat_core.audio import (CLIP_LIMIT, MAX_READ_BYTES, PCM_FORMATS, Conditioner,
                                   PcmSource, SourceError)
 from fuzzing import fuzz, raises_only
 

@@ -131,11 +131,3 @@ def test_debug_shows_the_traceback(files):
                            files["garbage.csv"], "--out", files["root"] + "/o", "--debug"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "Traceback" in done.stderr and "CsvError" in done.stderr
-
-
-def test_the_edge_copy_of_the_wrapper_is_the_same_code():
-    from pathlib import Path
-    root = Path(__file__).parent.parent
-    body = [(root / p).read_text().split('"""', 2)[2] for p in
-            ("glat_tf/cli_errors.py", "edge_runtime/cli_errors.py")]
-    assert body[0] == body[1]

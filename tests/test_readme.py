@@ -58,7 +58,7 @@ PROGRAMS = {
     "glat-fit": _fit,
     "glat-eval": _module_main("train.evaluate"),
     "glat-export": _module_main("export.cli"),
-    "glat-tag": _module_main("glat_tf.tag"),
+    "glat-tag": _module_main("glat_core.tag"),
     "python -m export.serving_answer": _module_main("export.serving_answer"),
     "python train/fit.py": _fit,
     "python -m train.fit": _fit,

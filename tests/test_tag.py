@@ -1,4 +1,4 @@
-"""glat-tag and glat_tf.Tagger: files and folders of any format, rate, channels, length."""
+"""glat-tag and the Tagger: files and folders of any format, rate, channels, length."""
 
 import json
 import os
@@ -25,7 +25,7 @@ NOISE = ("oneDNN", "cpu_feature_guard", "cuda", "absl::InitializeLog", "I0000", 
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tag")
     model = GlatModel.from_preset("cnn10_tiny", num_classes=3, n_clips=2, tau=1.0,
-                                  class_names=NAMES)
+                                  class_names=NAMES, class_mids=tuple(f"/m/{n}" for n in NAMES))
     model(np.zeros([1, 320000], np.float32))
     model.save(root / "model.keras")
     labels = LabelMap(tuple(f"/m/{n}" for n in NAMES), NAMES)
@@ -49,7 +49,7 @@ def folder(tmp_path_factory):
     return folder
 
 
-def run_cli(*args, module="glat_tf.tag"):
+def run_cli(*args, module="glat_core.tag"):
     # As a user runs it: without the test suite's own TF_CPP_MIN_LOG_LEVEL.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     return subprocess.run([sys.executable, "-m", module, *map(str, args)],
@@ -72,12 +72,17 @@ def test_cli_tags_a_folder_skips_bad_files_and_stays_quiet(models, folder, tmp_p
         by_file.setdefault(row["file"].rsplit("/", 1)[-1], []).append(row)
     assert sorted(by_file) == ["R9_ZSCveAHg_7s.mp3", "clip16k.wav", "long_stereo.flac",
                                "short.ogg"]
-    assert [(r["start"], r["end"]) for r in by_file["long_stereo.flac"]] == [
+    assert [(r["start_seconds"], r["end_seconds"]) for r in by_file["long_stereo.flac"]] == [
         (0, 10), (5, 15), (10, 20), (15, 25)]
-    assert [(r["start"], r["end"]) for r in by_file["short.ogg"]] == [(0, 3)]
+    assert [(r["start_seconds"], r["end_seconds"]) for r in by_file["short.ogg"]] == [(0, 3)]
+    # A 7 s file is one 7 s window; its clips lie inside it.
+    real = by_file["R9_ZSCveAHg_7s.mp3"]
+    assert len(real) == 1 and real[0]["end_seconds"] == pytest.approx(7.0, abs=0.01)
+    assert all(0 <= c["start_seconds"] < c["end_seconds"] <= 7.0 for c in real[0]["clips"])
     first = by_file["long_stereo.flac"][1]
     assert len(first["top"]) == 2 and {t["label"] for t in first["top"]} <= set(NAMES)
-    assert all(5 <= w["start"] and w["end"] <= 15 + 1e-6 for w in first["windows"])
+    assert {t["mid"] for t in first["top"]} <= {f"/m/{n}" for n in NAMES}
+    assert all(5 <= c["start_seconds"] and c["end_seconds"] <= 15 + 1e-6 for c in first["clips"])
     # The record is the model's answer on that window (mixed to mono, resampled).
     audio, rate = soundfile.read(folder / "long_stereo.flac", dtype="float32")
     mono = soxr.resample(audio.mean(axis=1), rate, 32000).astype(np.float32)
@@ -91,7 +96,8 @@ def test_cli_tags_a_folder_skips_bad_files_and_stays_quiet(models, folder, tmp_p
     assert done.returncode == 0
     assert any(n in done.stderr for n in NOISE)  # --verbose shows TensorFlow's start-up
     header = csv_out.read_text().splitlines()[0]
-    assert header.startswith("file,start,end,label_1,fused_1,global_1,local_1")
+    assert header.startswith("file,start_seconds,end_seconds,label_1,mid_1,fused_1,global_1,"
+                             "local_1")
 
 
 @pytest.mark.slow
@@ -99,16 +105,17 @@ def test_python_tagger_same_from_every_model_kind(models, clip_path):
     model, root = models
     stereo, _ = soundfile.read(clip_path, dtype="float32")
     keras_tags = glat_tf.Tagger.load(root / "model.keras").tag(clip_path)
-    assert keras_tags.labels == list(NAMES)
+    assert keras_tags.names == list(NAMES)
     expected = model(stereo[None], training=False)
     np.testing.assert_allclose(keras_tags.fused[0], expected["fused"][0], atol=1e-5)
-    np.testing.assert_allclose(keras_tags.clip_starts[0] * 32000, expected["clip_starts"][0])
+    # clip_starts are int samples, as the model's own output.
+    np.testing.assert_array_equal(keras_tags.clip_starts[0], expected["clip_starts"][0])
     saved = glat_tf.Tagger.load(root / "serving").tag(clip_path)
     np.testing.assert_allclose(saved.fused, keras_tags.fused, atol=1e-5)
-    # LiteRT's window is fixed (10 s): the 7 s clip is zero-padded, as Keras is here.
+    # LiteRT tags the 7 s clip at its own length too: no padding to the 10 s window.
     lite = glat_tf.Tagger.load(root / "lite").tag(clip_path)
-    padded = np.pad(stereo, (0, 3 * 32000))[None]
-    np.testing.assert_allclose(lite.fused[0], model(padded, training=False)["fused"][0], atol=1e-4)
+    np.testing.assert_allclose(lite.fused, keras_tags.fused, atol=1e-4)
+    np.testing.assert_array_equal(lite.clip_starts, keras_tags.clip_starts)
     # A waveform at another rate, with channels, is resampled and mixed like a file.
     at_16k = soxr.resample(np.stack([stereo, stereo], axis=1), 32000, 16000)
     again = glat_tf.Tagger.load(root / "model.keras").tag(at_16k, sample_rate=16000)
@@ -127,7 +134,7 @@ def test_other_clis_start_quietly(module, tmp_path):
 
 def test_progress_writes_plain_lines_when_not_a_terminal():
     import io
-    from glat_tf.console import Progress
+    from glat_core.console import Progress
     stream = io.StringIO()
     with Progress(total=200, file=stream, desc="work") as bar:
         for _ in range(200):

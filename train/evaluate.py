@@ -11,14 +11,14 @@ import json
 import os
 import sys
 
-from glat_tf import console  # first: TensorFlow's start-up stays quiet
+from glat_core import console  # first: TensorFlow's start-up stays quiet
 import keras  # noqa: E402
 import numpy as np
 import tensorflow as tf
-from glat_tf.console import Progress as tqdm  # noqa: E402  plain lines in logs
+from glat_core.console import Progress as tqdm  # noqa: E402  plain lines in logs
 
 from glat_tf import class_names
-from glat_tf.cli_errors import one_line_errors
+from glat_core.cli_errors import one_line_errors
 from glat_tf.data import pipeline
 from glat_tf.data.labels import LabelMap
 from glat_tf.metrics import tagging_scores

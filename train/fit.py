@@ -16,9 +16,9 @@ import sys
 # Before TensorFlow loads: the BFC allocator reuses batch buffers instead of faulting in
 # fresh pages per batch (balanced input pipeline: 560 -> 915 clips per CPU-second here).
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
-from glat_tf import console  # noqa: E402  first: TensorFlow's start-up stays quiet
+from glat_core import console  # noqa: E402  first: TensorFlow's start-up stays quiet
 
-from glat_tf.cli_errors import one_line_errors  # noqa: E402
+from glat_core.cli_errors import one_line_errors  # noqa: E402
 from train.run import POLICIES, STRATEGY_CHOICES, FitConfig, train  # noqa: E402
 
 

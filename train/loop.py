@@ -13,7 +13,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
-from glat_tf.console import Progress as tqdm  # plain lines in logs
+from glat_core.console import Progress as tqdm  # plain lines in logs
 
 from glat_tf.data.pipeline import DAMAGE, READ_ERRORS, input_error_line, is_damage
 from train.checkpoints import Checkpointer, StopRequest, save_keras

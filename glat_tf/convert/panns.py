@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from glat_tf.cli_errors import add_debug_flag, one_line_errors
+from glat_core.cli_errors import add_debug_flag, one_line_errors
 from glat_tf.convert.restricted_pickle import describe
 from glat_tf.convert.torch_zip import DEFAULT_MAX_BYTES, CheckpointError, load_torch_file
 from glat_tf.frontend import periodic_hann

@@ -30,10 +30,10 @@ except ImportError:  # Windows: no lock, ingest one split per folder at a time
     fcntl = None
 
 import numpy as np
-from glat_tf.console import Progress as tqdm  # plain lines in logs
+from glat_core.console import Progress as tqdm  # plain lines in logs
 
-from glat_tf import console
-from glat_tf.cli_errors import one_line_errors
+from glat_core import console
+from glat_core.cli_errors import one_line_errors
 from glat_tf.data import storage
 from glat_tf.data.decode import ClipError, decode_clip  # noqa: F401 (ingest.ClipError)
 from glat_tf.data.labels import LabelMap, audioset_labels_csv, read_list_csv, read_segments_csv

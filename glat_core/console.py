@@ -16,7 +16,7 @@ import os
 import sys
 
 PROGRAMS = ("glat-ingest", "glat-fit", "glat-eval", "glat-export", "glat-tag")
-MODULES = ("glat_tf.data.ingest", "train.fit", "train.evaluate", "export.cli", "glat_tf.tag")
+MODULES = ("glat_tf.data.ingest", "train.fit", "train.evaluate", "export.cli", "glat_core.tag")
 VERBOSE_HELP = "show TensorFlow's start-up and info logs"
 
 

@@ -1,4 +1,6 @@
-"""Audio sources (file, raw PCM on stdin, microphone, any iterable) and their conversion to the model's rate."""
+"""Audio in: sources (file, raw PCM on stdin, microphone, any iterable), their conversion to
+the model's rate (Conditioner: mono, non-finite samples repaired, soxr), and `read_audio` /
+`condition` / `pad_to`, the one conditioning step of every tagging path."""
 
 from __future__ import annotations
 
@@ -300,3 +302,32 @@ class Conditioner:
         if self._resampler is None:
             return np.zeros(0, np.float32)
         return self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def condition(blocks, in_rate: int, out_rate: int) -> tuple[np.ndarray, int]:
+    """The one conditioning step every tagging path runs on audio it did not record itself:
+    blocks (frames[, channels]) at `in_rate` -> (mono float32 at `out_rate`, count of
+    non-finite samples replaced by 0). Mixdown, repair and soxr resampling as the stream's
+    Conditioner does them, so a file tags the same whether it is read whole or streamed."""
+    conditioner = Conditioner(in_rate, out_rate)
+    pieces = [conditioner(block) for block in blocks]
+    pieces.append(conditioner.flush())
+    return np.concatenate(pieces).astype(np.float32, copy=False), conditioner.repaired
+
+
+def read_audio(path, sample_rate: int) -> tuple[np.ndarray, int]:
+    """A WAV/FLAC/OGG/MP3 file as (mono float32 at `sample_rate`, repaired sample count)."""
+    source = FileSource(path, block_seconds=10.0)
+    waveform, repaired = condition(source, source.sample_rate, sample_rate)
+    if not len(waveform):
+        raise SourceError(f"{path}: no audio in the file")
+    return waveform, repaired
+
+
+def pad_to(waveform: np.ndarray, samples: int) -> np.ndarray:
+    """`waveform` zero-padded at its end to at least `samples`: the one rule for inputs
+    shorter than a model's crop (tau), on every path."""
+    waveform = np.asarray(waveform, np.float32)
+    if len(waveform) >= samples:
+        return waveform
+    return np.concatenate([waveform, np.zeros(samples - len(waveform), np.float32)])

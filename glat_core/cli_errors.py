@@ -6,8 +6,7 @@ nothing else):
     @one_line_errors("glat-fit")
     def main(argv=None) -> int: ...
 
-Standard library only, so the data tools stay free of TensorFlow. edge_runtime, which may
-import nothing of glat_tf, keeps a copy of this file (edge_runtime/cli_errors.py): change both.
+Standard library only: every CLI imports it, the TF-free edge runtime's included.
 """
 
 from __future__ import annotations

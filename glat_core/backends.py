@@ -1,0 +1,117 @@
+"""What runs a model for the file Tagger: one backend per model kind, each answering a batch
+of equal-length inputs (any length >= the crop) with the model's own output names.
+
+    backend(inputs (B, samples) float32) -> {"fused", "global", "local", "framewise",
+                                             "clip_starts", "selected_classes"}
+
+TensorFlow is imported only by the `.keras` and SavedModel backends; the LiteRT backend
+runs the edge runtime, so a device install tags files with it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+KINDS = ".keras file, SavedModel folder or LiteRT export folder (metadata.json)"
+
+
+class Backend:
+    """labels: (name, mid) pairs; sample_rate; crop_samples (0 without a local stream)."""
+
+    labels: list
+    sample_rate: int
+    crop_samples: int
+
+    @property
+    def has_local(self) -> bool:
+        return self.crop_samples > 0
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest input the model answers: one crop, or one second for a baseline
+        (the SavedModel's own check); shorter inputs are end-padded with zeros to it."""
+        return self.crop_samples or self.sample_rate
+
+    def __call__(self, inputs: np.ndarray) -> dict:
+        raise NotImplementedError
+
+
+class KerasBackend(Backend):
+    def __init__(self, path, model=None):
+        from glat_tf import class_names
+        from glat_tf.loading import load_model
+        self.model = model if model is not None else load_model(path)
+        labels, _ = class_names.resolve(self.model.num_classes, model=self.model,
+                                        model_path=path)
+        self.labels = list(zip(labels.names, labels.mids))
+        self.sample_rate = int(self.model.sample_rate)
+        self.crop_samples = int(self.model.window) if hasattr(self.model, "local_stage") else 0
+
+    def __call__(self, inputs):
+        return {k: np.asarray(v) for k, v in self.model(inputs, training=False).items()}
+
+
+class SavedModelBackend(Backend):
+    def __init__(self, folder: pathlib.Path):
+        import tensorflow as tf
+        from glat_tf.data.labels import LabelMap
+        self._tf = tf
+        self.serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+        labels = LabelMap.from_csv(folder / "assets" / "labels.csv")
+        self.labels = list(zip(labels.names, labels.mids))
+        facts = json.loads((folder / "assets" / "model.json").read_text())
+        self.sample_rate = int(facts["sample_rate"])
+        self.crop_samples = int(facts["crop_samples"])
+
+    def __call__(self, inputs):
+        out = self.serve(waveform=self._tf.constant(inputs))
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class LiteBackend(Backend):
+    """The edge runtime's exact pipeline, one input at a time (its global model takes any
+    length)."""
+
+    def __init__(self, folder, variant: str, threads: int = 1):
+        from edge_runtime import Tagger as Pipeline
+        self.pipeline = Pipeline.from_export(folder, variant, mode="exact", threads=threads)
+        self.labels = self.pipeline.labels
+        self.sample_rate = self.pipeline.sample_rate
+        self.crop_samples = self.pipeline.crop_samples if self.pipeline.n_clips else 0
+
+    def __call__(self, inputs):
+        results = [self.pipeline.exact(x) for x in inputs]
+        out = {"fused": np.stack([r.fused for r in results]),
+               "global": np.stack([r.global_ for r in results]),
+               "framewise": np.stack([r.framewise for r in results])}
+        if self.has_local:
+            out.update(local=np.stack([r.local for r in results]),
+                       clip_starts=np.stack([r.clip_starts for r in results]),
+                       selected_classes=np.stack([r.selected_classes for r in results]))
+        return out
+
+
+def saved_model_folder(path: pathlib.Path) -> pathlib.Path | None:
+    """A SavedModel folder, or TF Serving's base folder (its highest version)."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((p for p in path.iterdir() if p.name.isdigit()
+                       and (p / "saved_model.pb").is_file()), key=lambda p: int(p.name))
+    return versions[-1] if versions else None
+
+
+def open_backend(path, variant: str = "f32", threads: int = 1) -> Backend:
+    """The backend for whatever model `path` is; a clear error for anything else."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model {path} does not exist (a {KINDS})")
+    if path.is_file() and path.suffix == ".keras":
+        return KerasBackend(path)
+    if path.is_dir() and (path / "metadata.json").is_file():
+        return LiteBackend(path, variant, threads)
+    if path.is_dir() and saved_model_folder(path) is not None:
+        return SavedModelBackend(saved_model_folder(path))
+    raise ValueError(f"{path} is not a {KINDS}")

@@ -1,0 +1,35 @@
+"""The one model loader every command uses: a `.keras` file written by glat-fit (or the
+PANNs converter) -> a GlatModel or a BackboneTagger, anything else refused with the reason."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import keras
+
+from glat_tf.baseline import BackboneTagger
+from glat_tf.model import GlatModel
+
+
+def load_model(path: str | os.PathLike):
+    """A GlatModel or a BackboneTagger (the baseline) from a `.keras` file; anything else
+    is refused with the reason (a folder, another format, another class)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a .keras model file (a SavedModel or a "
+                         "LiteRT export folder is not trained further or exported again)")
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    if path.suffix != ".keras":
+        raise ValueError(f"model must be a .keras file written by glat-fit, got {path}")
+    try:
+        model = keras.models.load_model(path)
+    except (ValueError, TypeError, OSError) as error:
+        # Keras appends the whole config to "could not locate class": the first line says it.
+        raise ValueError(f"{path} is not a model glat-tf can load: "
+                         f"{str(error).splitlines()[0][:300]}") from None
+    if not isinstance(model, (GlatModel, BackboneTagger)):
+        raise TypeError(f"{path} holds a {type(model).__name__}, not a GlatModel or a "
+                        "BackboneTagger")
+    return model
