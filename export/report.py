@@ -186,6 +186,11 @@ def markdown(report: dict) -> str:
     for name, target in report.get("targets", {}).items():
         lines.append(f"\n{name}: {target['value']:.4f} (target {target['target']:.4f}): "
                      f"{'met' if target['met'] else 'NOT met'}")
+    if report.get("consistency"):
+        from export.consistency import markdown as matrix_table
+        lines.append("\nConsistency matrix: max |diff| from Keras on the same audio over "
+                     "fused, global and local (* clips differ but are as good by Keras' "
+                     "scores):\n\n" + matrix_table(report["consistency"]))
     return "\n".join(lines) + "\n"
 
 
@@ -221,6 +226,10 @@ def main(argv=None) -> int:
     parser.add_argument("--latency-runs", type=int, default=10)
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a target is not met (for CI)")
+    parser.add_argument("--saved-model", help="a SavedModel of the same model: its row in the "
+                                              "consistency matrix")
+    parser.add_argument("--single-file", help="glat_<v>.tflite of --single-file: its MediaPipe "
+                                              "row in the consistency matrix")
     args = parser.parse_args(argv)
     from glat_tf.loading import load_model
     model = load_model(args.model)  # bad paths and files: one line from one_line_errors
@@ -230,6 +239,10 @@ def main(argv=None) -> int:
     report = build_report(model, args.exported, waveforms, labels, args.latency_runs)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from export import consistency
+    rows = consistency.report_matrix(model, args.exported, out / "audio", args.saved_model,
+                                     args.single_file)
+    report["consistency"] = rows
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
     plot(report, out / "report.png")

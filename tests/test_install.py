@@ -40,7 +40,7 @@ def device(tmp_path_factory):
     root = tmp_path_factory.mktemp("device")
     src = root / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("glat_tf", "train", "export", "edge_runtime"):
+    for package in ("glat_core", "glat_tf", "train", "export", "edge_runtime"):
         shutil.copytree(ROOT / package, src / package, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
@@ -73,9 +73,22 @@ def test_device_install_has_no_tensorflow_and_tags_a_file(device, tmp_path_facto
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert lines and all(len(line["top"]) == 2 for line in lines)
-    labels = {e["display_name"] for e in meta["labels"]} if "labels" in meta else None
-    if labels:
-        assert {t["label"] for line in lines for t in line["top"]} <= labels
+    labels = {e["display_name"] for e in meta["labels"]}
+    assert {t["label"] for line in lines for t in line["top"]} <= labels
+
+    # glat-tag tags files with the LiteRT folder on this TF-free install, as CSV and JSON
+    # lines, and gives the same answers as the training side's Tagger.
+    out = tmp_path / "tags.jsonl"
+    tag = subprocess.run([str(venv / "bin" / "glat-tag"), str(pair.dir), str(CLIP), "--out",
+                          str(out), "--top-k", "2"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert tag.returncode == 0, tag.stderr[-2000:]
+    assert "Traceback" not in tag.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 1 and records[0]["end_seconds"] == 7.0
+    from glat_core.tagger import Tagger
+    want = Tagger.load(pair.dir).tag(CLIP).records(top_k=2, file=CLIP)
+    assert records == [json.loads(json.dumps(r)) for r in want]
 
 
 @pytest.mark.slow

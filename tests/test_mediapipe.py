@@ -60,11 +60,12 @@ def heads(result):
 
 
 def keras_windows(model, clip, window):
-    """Keras outputs of each window-long chunk of `clip` at its own length (MediaPipe pads
-    the last chunk with zeros; the model drops them), shorter than a crop end-padded to one:
+    """Keras outputs of each window-long chunk of `clip` at its own length without trailing
+    exact zeros (MediaPipe pads the last chunk with zeros; the model drops them, and with
+    them a chunk's own trailing digital silence), shorter than a crop end-padded to one:
     {output: [one array per chunk]}."""
-    outs = [model(pad_to(clip[s:s + window], model.window)[None], training=False)
-            for s in range(0, len(clip), window)]
+    outs = [model(pad_to(np.trim_zeros(clip[s:s + window], "b"), model.window)[None],
+                  training=False) for s in range(0, len(clip), window)]
     return {k: [np.asarray(o[k][0]) for o in outs] for k in outs[0]}
 
 

@@ -4,7 +4,8 @@ import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).parent.parent
-PACKAGES = ("glat_tf", "train", "export", "edge_runtime")
+PACKAGES = ("glat_core", "glat_tf", "train", "export", "edge_runtime")
+TRAINING_SIDE = ("tensorflow", "keras", "glat_tf", "train", "export")
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -73,4 +74,26 @@ def test_edge_runtime_imports_nothing_of_the_training_side():
     graph = project_graph()
     for module, deps in graph.items():
         if module.startswith("edge_runtime"):
-            assert all(d.startswith("edge_runtime") for d in deps), (module, deps)
+            assert all(d.split(".")[0] in ("edge_runtime", "glat_core") for d in deps), (module, deps)
+
+
+def top_level_imports(path: pathlib.Path) -> set:
+    """Top packages a module imports when it is imported (not inside its functions)."""
+    found = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_floor_loads_no_tensorflow():
+    """glat_core is what the TF-free edge install runs (glat-tag on a LiteRT folder): no
+    module of it imports TensorFlow or the training side when imported; its .keras and
+    SavedModel backends import them inside the functions that load such a model."""
+    floor = sorted((ROOT / "glat_core").rglob("*.py"))
+    assert len(floor) >= 6
+    for path in floor:
+        heavy = top_level_imports(path) & set(TRAINING_SIDE)
+        assert not heavy, (path.name, heavy)
