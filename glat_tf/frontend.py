@@ -9,27 +9,23 @@ import tensorflow as tf
 from glat_tf.config import FrontendConfig
 
 
+# Slaney's mel scale: linear (F_SP Hz per mel) below 1 kHz, logarithmic above.
+F_SP = 200.0 / 3
+MIN_LOG_HZ = 1000.0
+MIN_LOG_MEL = MIN_LOG_HZ / F_SP
+LOGSTEP = np.log(6.4) / 27.0
+
+
 def _hz_to_mel(freq):
-    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
     freq = np.asarray(freq, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    linear = freq / f_sp
-    log = min_log_mel + np.log(np.maximum(freq, 1e-12) / min_log_hz) / logstep
-    return np.where(freq >= min_log_hz, log, linear)
+    log = MIN_LOG_MEL + np.log(np.maximum(freq, 1e-12) / MIN_LOG_HZ) / LOGSTEP
+    return np.where(freq >= MIN_LOG_HZ, log, freq / F_SP)
 
 
 def _mel_to_hz(mels):
     mels = np.asarray(mels, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(mels >= min_log_mel,
-                    min_log_hz * np.exp(logstep * (mels - min_log_mel)),
-                    f_sp * mels)
+    return np.where(mels >= MIN_LOG_MEL, MIN_LOG_HZ * np.exp(LOGSTEP * (mels - MIN_LOG_MEL)),
+                    F_SP * mels)
 
 
 def mel_matrix(config: FrontendConfig) -> np.ndarray:
