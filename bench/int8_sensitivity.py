@@ -71,9 +71,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="JSON of the rows")
     parser.add_argument("--options", help="comma-separated OPTIONS names (default: all)")
     parser.add_argument("--calibration-clips", type=int, default=200)
+    parser.add_argument("--variety", action="store_true",
+                        help="calibrate as before issue 19: streaming_variety's zero-padded "
+                             "and quieter windows among the clips")
     args = parser.parse_args(argv)
     from export import acceptance
-    from export.calibration import read_calibration
+    from export.calibration import read_calibration, streaming_variety
     from export.labels import load_model
     from export.report import read_eval
     from export.tflite import export_tflite
@@ -83,6 +86,8 @@ def main(argv=None) -> int:
     window = int(round(10.0 * model.sample_rate))
     calibration = read_calibration(args.calibration, model.num_classes, window,
                                    args.calibration_clips)
+    if args.variety:
+        calibration = streaming_variety(calibration)
     waveforms, labels = read_eval(args.eval, model.num_classes, window)
     reference = acceptance.keras_outputs(model, waveforms)
     keras_map = tagging_scores(labels, reference["fused"]).summary()["mAP"]
