@@ -28,7 +28,7 @@ import tensorflow as tf
 from export import calibration as calibration_lib
 from export import litert_convert
 from export.labels import model_facts
-from export.tflite import FLOAT_SCOPES, INT8_FLOAT_OPS, check_exportable
+from export.tflite import INT8_FLOAT_OPS, INT8_FLOAT_SCOPES, check_exportable
 
 VARIANTS = ("f32", "int8")
 # Output order of the file: MediaPipe reads the first output as its classification head.
@@ -85,7 +85,7 @@ def convert(model, variants, window_samples: int, calibration=None) -> dict[str,
             out["int8"] = litert_convert.convert_saved_model(
                 path, optimizations=[tf.lite.Optimize.DEFAULT], int8_ops=True,
                 representative_dataset=lambda: ([w[None]] for w in windows),
-                float_scopes=FLOAT_SCOPES, float_ops=INT8_FLOAT_OPS, reference=f32)
+                float_scopes=INT8_FLOAT_SCOPES, float_ops=INT8_FLOAT_OPS, reference=f32)
     return {variant: order_outputs(flatbuffer, OUTPUTS) for variant, flatbuffer in out.items()}
 
 

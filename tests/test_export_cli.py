@@ -95,6 +95,28 @@ def test_tflite_command_and_report(saved, tmp_path, capsys):
     assert "| f32 streaming, crop budget 2 |" in (tmp_path / "report" / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_int8_export_meets_the_report_targets_strictly(saved, tmp_path):
+    """CI's int8 check: the test model exported f32 + int8 and `report --strict` exits 0 (int8
+    fused mAP within 0.01 of Keras, int8 at most 1/3 of what float32 can shrink)."""
+    out = tmp_path / "lite"
+    calibration = write_shards(tmp_path / "cal", 100, seed=1)
+    assert cli.main(["tflite", "--model", str(saved), "--out", str(out), "--variants",
+                     "f32,int8", "--calibration", calibration, "--calibration-clips", "100",
+                     "--window-seconds", str(WINDOW / 32000)]) == 0
+    shards = write_shards(tmp_path / "eval", 40, seed=5)
+    code = cli.main(["report", "--model", str(saved), "--exported", str(out), "--eval", shards,
+                     "--out", str(tmp_path / "report"), "--latency-runs", "1", "--strict"])
+    got = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert sorted(got["targets"]) == ["int8_fused_mAP_drop", "int8_size_ratio"]
+    assert code == 0, got["targets"]
+    row = got["variants"]["int8"]
+    # The frontend's constants (mel matrix) are float32 in both files and left out of the ratio.
+    for stream, kept in row["kept_float_bytes"].items():
+        assert 513 * 64 * 4 <= kept <= 1.01 * got["variants"]["f32"]["kept_float_bytes"][stream]
+    assert got["targets"]["int8_size_ratio"]["value"] <= 1 / 3  # 0.52 in whole files
+
+
 def test_report_strict_exits_non_zero_on_a_missed_target(monkeypatch, tmp_path, capsys):
     """`report --strict` turns a missed target into exit code 1; without it the exit is 0."""
     missed = {"model": {"backbone": "cnn10", "window_samples": 8, "n_clips": 1, "tau": 1.0},

@@ -177,6 +177,65 @@ def test_import_into_one_glat_stream(checkpoint):
     assert not np.allclose(model.global_backbone.head.fc1.kernel.numpy(), expected)
 
 
+@pytest.fixture(scope="module")
+def glat_keras(checkpoint, tmp_path_factory):
+    """The converter's ready GL-AT (--glat) written from the torch checkpoint."""
+    out = tmp_path_factory.mktemp("glat") / "glat_cnn10.keras"
+    assert panns.main([str(checkpoint[0]), "--arch", "cnn10", "--glat", "--out", str(out)]) == 0
+    return out
+
+
+def test_glat_from_panns_shares_one_network_with_audioset_labels(checkpoint, imported):
+    from glat_tf.data.labels import LabelMap
+    model = panns.glat_from_panns(checkpoint[0], "cnn10")
+    assert model.share_weights and model.local_backbone is model.global_backbone
+    assert (model.n_clips, model.tau) == (5, 3.0)  # the paper's defaults (GLAT_SPEC.md)
+    audioset = LabelMap.audioset()
+    assert model.class_names == audioset.names and model.class_mids == audioset.mids
+    np.testing.assert_array_equal(model.global_backbone.head.fc.kernel.numpy(),
+                                  imported[0].head.fc.kernel.numpy())
+    other = panns.glat_from_panns(checkpoint[0], n_clips=3, tau=2.0)  # arch detected
+    assert (other.n_clips, other.tau, other.backbone_name) == (3, 2.0, "cnn10")
+    with pytest.raises(ValueError, match="PANNs cnn10.*PANNs resnet38"):
+        panns.glat_from_panns(checkpoint[0], "resnet38")
+
+
+def test_glat_keras_global_stream_is_the_plain_backbone(glat_keras, imported):
+    import tensorflow as tf
+    loaded = keras.models.load_model(glat_keras)
+    assert loaded.share_weights and loaded.class_names[0] == "Speech"
+    wave = np.random.default_rng(5).normal(0, 0.1, (1, 4 * 32000)).astype(np.float32)
+    out = loaded(wave)
+    plain = imported[0](wave)
+    np.testing.assert_allclose(out["global"], tf.sigmoid(plain["clipwise_logits"]), atol=1e-5)
+    # The local stream is the same network on each chosen window.
+    crops = np.stack([wave[0, s:s + loaded.window] for s in out["clip_starts"][0].numpy()])
+    np.testing.assert_allclose(out["per_clip"][0],
+                               tf.sigmoid(imported[0](crops)["clipwise_logits"]), atol=1e-5)
+
+
+def test_glat_keras_tags_the_real_clip_with_windows(glat_keras, clip_path):
+    from glat_tf.data.labels import LabelMap
+    from glat_tf.tagger import Tagger
+    tags = Tagger.load(glat_keras).tag(clip_path)
+    assert tags.fused.shape == (1, 527) and tags.labels == list(LabelMap.audioset().names)
+    chosen = tags.chosen(0)
+    assert len(chosen) == 5
+    # Every window lies inside the 7 s file and is tau = 3 s long.
+    assert all(0 <= w["start"] and w["end"] <= tags.ends[0] + 1e-6 for w in chosen)
+    assert all(abs(w["end"] - w["start"] - 3.0) < 1e-6 for w in chosen)
+    assert all(w["class"] in tags.labels for w in chosen)
+    assert np.isfinite(tags.fused).all() and tags.top(0, 3)[0]["fused"] > 0
+
+
+def test_glat_flag_refuses_bad_window_settings(checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        panns.main([str(checkpoint[0]), "--arch", "cnn10", "--glat", "--tau", "0",
+                    "--out", str(tmp_path / "x.keras")])
+    assert stop.value.code == 2 and "--tau" in capsys.readouterr().err
+    assert not (tmp_path / "x.keras").exists()
+
+
 def test_legacy_format_and_bfloat16(tmp_path):
     torch = pytest.importorskip("torch")
     weight = torch.randn(4, 3)

@@ -1,6 +1,10 @@
 """PANNs .pth checkpoints -> glat_tf backbones (either or both GL-AT streams), without PyTorch.
 
     python -m glat_tf.convert.panns Cnn10_mAP=0.380.pth --arch cnn10 --out cnn10.keras
+    python -m glat_tf.convert.panns Cnn10_mAP=0.380.pth --arch cnn10 --glat --out glat_cnn10.keras
+
+`--glat` (or `glat_from_panns`) writes a ready GL-AT: one PANNs network as both streams
+(share_weights), AudioSet's class names and MIDs inside, so it tags without training.
 """
 
 from __future__ import annotations
@@ -192,17 +196,72 @@ def import_into_glat(glat_model, state_dict, streams=("global", "local"), strict
                                          strict=strict) for stream in streams}
 
 
+# The paper's defaults (docs/GLAT_SPEC.md section 3): N = 5 windows of tau = 3 s.
+DEFAULT_N_CLIPS = 5
+DEFAULT_TAU = 3.0
+
+
+def backbone_from_state(state_dict, arch=None, strict=True, name=None):
+    """(backbone of preset `arch` holding the PANNs weights, ImportReport); `arch` None: the
+    checkpoint's own architecture (detect_arch). Classes come from fc_audioset."""
+    from glat_tf import backbones
+    if "fc_audioset.weight" not in state_dict:
+        raise ValueError("the checkpoint has no fc_audioset.weight: not a PANNs tagger")
+    arch = arch or detect_arch(state_dict)
+    if arch is None:
+        raise ValueError("the checkpoint's architecture is unknown: pass arch")
+    num_classes = int(state_dict["fc_audioset.weight"].shape[0])
+    kwargs = {"name": name} if name else {}
+    backbone = backbones.build(arch, num_classes=num_classes, **kwargs)
+    return backbone, import_into_backbone(backbone, state_dict, strict=strict)
+
+
+def glat_from_state(state_dict, arch=None, n_clips=DEFAULT_N_CLIPS, tau=DEFAULT_TAU,
+                    strict=True):
+    """(GlatModel whose both streams are the one PANNs network, ImportReport).
+
+    A 527-class checkpoint gets AudioSet's names and MIDs (the CSV shipped with glat_tf)
+    as the model's class_names / class_mids, so the saved .keras carries its labels.
+    """
+    from glat_tf.data.labels import LabelMap
+    from glat_tf.model import GlatModel
+    backbone, report = backbone_from_state(state_dict, arch, strict, name="global_stream")
+    labels = LabelMap.audioset() if backbone.num_classes == 527 else None
+    model = GlatModel(backbone=backbone, share_weights=True, n_clips=n_clips, tau=tau,
+                      class_names=labels.names if labels else (),
+                      class_mids=labels.mids if labels else ())
+    model.build((None, model.window))
+    return model, report
+
+
+def glat_from_panns(path, arch=None, n_clips=DEFAULT_N_CLIPS, tau=DEFAULT_TAU, *, strict=True,
+                    max_bytes=DEFAULT_MAX_BYTES):
+    """A ready GL-AT from a public PANNs checkpoint (e.g. Cnn10_mAP=0.380.pth): both streams
+    are the PANNs network (GlatModel(share_weights=True)), N windows of tau seconds, AudioSet
+    class names and MIDs. `arch` is a backbone preset (cnn10, cnn14, ...; None: detected).
+    A malformed file raises CheckpointError, a wrong arch ValueError (both one line)."""
+    return glat_from_state(load_panns_checkpoint(path, max_bytes), arch, n_clips, tau,
+                           strict)[0]
+
+
 PROG = "python -m glat_tf.convert.panns"
 
 
 @one_line_errors(PROG)
 def main(argv=None) -> int:
-    from glat_tf import backbones
     parser = argparse.ArgumentParser(prog=PROG,
-                                     description="PANNs .pth checkpoint -> .keras backbone")
+                                     description="PANNs .pth checkpoint -> .keras backbone "
+                                                 "(or, with --glat, a ready GL-AT)")
     parser.add_argument("checkpoint", help="PANNs checkpoint, e.g. Cnn10_mAP=0.380.pth")
     parser.add_argument("--arch", required=True, help="backbone preset, e.g. cnn10, resnet38")
     parser.add_argument("--out", required=True, help="where to write the .keras model")
+    parser.add_argument("--glat", action="store_true",
+                        help="write a GL-AT whose both streams are the PANNs network, with "
+                             "AudioSet's class names: tags with windows, no training")
+    parser.add_argument("--n-clips", type=int, default=DEFAULT_N_CLIPS,
+                        help="with --glat: N, the windows the local stream re-tags")
+    parser.add_argument("--tau", type=float, default=DEFAULT_TAU,
+                        help="with --glat: window length in seconds")
     parser.add_argument("--allow-missing", action="store_true",
                         help="accept missing/unexpected keys (e.g. CNN10 weights into atsca)")
     parser.add_argument("--max-gb", type=float, default=DEFAULT_MAX_BYTES / 2**30,
@@ -212,17 +271,22 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.max_gb > 0:
         parser.error(f"--max-gb must be > 0, got {args.max_gb}")
+    if args.glat and not (args.n_clips >= 1 and args.tau > 0):
+        parser.error(f"--n-clips must be >= 1 and --tau > 0, got {args.n_clips}, {args.tau}")
     state_dict = load_panns_checkpoint(args.checkpoint, int(args.max_gb * 2**30))
     if "fc_audioset.weight" not in state_dict:
         parser.error(f"{args.checkpoint} has no fc_audioset.weight: not a PANNs tagger")
-    num_classes = int(state_dict["fc_audioset.weight"].shape[0])
-    backbone = backbones.build(args.arch, num_classes=num_classes)
     try:
-        report = import_into_backbone(backbone, state_dict, strict=not args.allow_missing)
+        if args.glat:
+            model, report = glat_from_state(state_dict, args.arch, args.n_clips, args.tau,
+                                            strict=not args.allow_missing)
+        else:
+            model, report = backbone_from_state(state_dict, args.arch,
+                                                strict=not args.allow_missing)
     except ValueError as error:
         parser.exit(2, f"{PROG}: error: --arch {args.arch}: {error}\n")
     print(report.summary())
-    backbone.save(args.out)
+    model.save(args.out)
     print(f"wrote {args.out}")
     return 0
 
