@@ -1,7 +1,8 @@
 """glat-tag MODEL AUDIO...: tags for files or whole folders, as CSV or JSON lines.
 
 MODEL is a .keras file, a SavedModel folder or a LiteRT export folder (the last needs no
-TensorFlow). Each window of each file is one tag record (glat_core.tags): file, window
+TensorFlow); `glat-tag --panns Cnn10_mAP=0.380.pth AUDIO...` builds a GL-AT from a public
+PANNs checkpoint (both streams the PANNs network, AudioSet's classes) and tags with it. Each window of each file is one tag record (glat_core.tags): file, window
 start/end in seconds, the top-k labels with MID and fused, global and local scores, and
 the clips GL-AT chose. A file that cannot be read is reported on stderr and skipped; the
 exit code is then 1.
@@ -34,8 +35,14 @@ def audio_files(paths) -> list[pathlib.Path]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glat-tag", description=__doc__.splitlines()[0])
-    p.add_argument("model", help=".keras file, SavedModel folder or LiteRT export folder")
-    p.add_argument("audio", nargs="+", help="audio files (WAV/FLAC/OGG/MP3) or folders")
+    p.add_argument("inputs", nargs="+", metavar="MODEL AUDIO",
+                   help="a .keras file, SavedModel folder or LiteRT export folder (not with "
+                        "--panns), then audio files (WAV/FLAC/OGG/MP3) or folders")
+    p.add_argument("--panns", metavar="CHECKPOINT",
+                   help="tag with a GL-AT built from this PANNs .pth (no MODEL argument)")
+    p.add_argument("--panns-arch", help="the checkpoint's architecture (default: detected)")
+    p.add_argument("--n-clips", type=int, default=5, help="with --panns: N (default 5)")
+    p.add_argument("--tau", type=float, default=3.0, help="with --panns: tau in s (default 3)")
     p.add_argument("--out", help="output file (.csv or .jsonl); default CSV on stdout")
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --out's suffix")
     p.add_argument("--top-k", type=int, default=5, help="labels per window (default 5)")
@@ -50,7 +57,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
-    """Every argument checked before a model is loaded or a file read."""
+    """Every argument checked before a model is loaded or a file read; splits `inputs`
+    into `model` and `audio`."""
+    if args.panns:
+        args.model, args.audio = None, args.inputs
+        if not pathlib.Path(args.panns).is_file():
+            raise FileNotFoundError(f"--panns checkpoint {args.panns} does not exist")
+        if args.n_clips < 1 or not args.tau > 0:
+            raise ValueError(f"--n-clips must be >= 1 and --tau > 0, got {args.n_clips} and "
+                             f"{args.tau}")
+    elif len(args.inputs) < 2:
+        raise ValueError("give a MODEL and at least one audio file or folder (or --panns "
+                         "CHECKPOINT and audio)")
+    else:
+        args.model, args.audio = args.inputs[0], args.inputs[1:]
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     if not args.window_seconds > 0 or not args.hop_seconds > 0:
@@ -59,7 +79,7 @@ def check_args(args) -> None:
     for flag, value in (("--out", args.out), ("--timeline", args.timeline)):
         if value and not pathlib.Path(value).resolve().parent.is_dir():
             raise ValueError(f"{flag} {value}: folder {pathlib.Path(value).parent} does not exist")
-    if not pathlib.Path(args.model).exists():
+    if args.model is not None and not pathlib.Path(args.model).exists():
         raise FileNotFoundError(f"model {args.model} does not exist")
 
 
@@ -86,8 +106,14 @@ def main(argv=None) -> int:
     check_args(args)
     fmt = args.format or ("jsonl" if args.out and args.out.endswith((".jsonl", ".json"))
                           else "csv")
-    tagger = Tagger.load(args.model, variant=args.variant, window_seconds=args.window_seconds,
-                         hop_seconds=args.hop_seconds)
+    options = {"window_seconds": args.window_seconds, "hop_seconds": args.hop_seconds}
+    if args.panns:
+        from glat_core.backends import KerasBackend
+        from glat_tf.convert.panns import glat_from_panns
+        model = glat_from_panns(args.panns, args.panns_arch, args.n_clips, args.tau)
+        tagger = Tagger(KerasBackend(args.panns, model=model), **options)
+    else:
+        tagger = Tagger.load(args.model, variant=args.variant, **options)
     files = audio_files(args.audio)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     writer, skipped, first = Writer(out, fmt), [], None

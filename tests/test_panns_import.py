@@ -215,17 +215,41 @@ def test_glat_keras_global_stream_is_the_plain_backbone(glat_keras, imported):
 
 
 def test_glat_keras_tags_the_real_clip_with_windows(glat_keras, clip_path):
+    from glat_core.tagger import Tagger
     from glat_tf.data.labels import LabelMap
-    from glat_tf.tagger import Tagger
     tags = Tagger.load(glat_keras).tag(clip_path)
-    assert tags.fused.shape == (1, 527) and tags.labels == list(LabelMap.audioset().names)
-    chosen = tags.chosen(0)
-    assert len(chosen) == 5
-    # Every window lies inside the 7 s file and is tau = 3 s long.
-    assert all(0 <= w["start"] and w["end"] <= tags.ends[0] + 1e-6 for w in chosen)
-    assert all(abs(w["end"] - w["start"] - 3.0) < 1e-6 for w in chosen)
-    assert all(w["class"] in tags.labels for w in chosen)
-    assert np.isfinite(tags.fused).all() and tags.top(0, 3)[0]["fused"] > 0
+    assert tags.fused.shape == (1, 527) and tags.names == list(LabelMap.audioset().names)
+    clips = tags.record(0)["clips"]
+    assert len(clips) == 5
+    # Every clip lies inside the 7 s file and is tau = 3 s long.
+    assert all(0 <= c["start_seconds"] and c["end_seconds"] <= 7.0 + 1e-6 for c in clips)
+    assert all(abs(c["end_seconds"] - c["start_seconds"] - 3.0) < 1e-3 for c in clips)
+    assert all(c["class"] in tags.names for c in clips)
+    assert np.isfinite(tags.fused).all() and tags.record(0, top_k=3)["top"][0]["fused"] > 0
+
+
+def test_glat_tag_panns_flag_tags_with_audioset_names_in_one_command(checkpoint, glat_keras,
+                                                                     clip_path, tmp_path):
+    """`glat-tag --panns X.pth audio` gives what the converted .keras gives."""
+    import json
+    import subprocess
+    import sys
+    out = tmp_path / "tags.jsonl"
+    done = subprocess.run([sys.executable, "-m", "glat_core.tag", "--panns", str(checkpoint[0]),
+                           str(clip_path), "--out", str(out), "--top-k", "3"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    from glat_core.tagger import Tagger
+    want = next(Tagger.load(glat_keras).tag(clip_path).records(top_k=3, file=clip_path))
+    assert [t["mid"] for t in record["top"]] == [t["mid"] for t in want["top"]]
+    assert record["clips"] == want["clips"] and len(record["clips"]) == 5
+    for got, expected in zip(record["top"], want["top"]):
+        assert got["fused"] == pytest.approx(expected["fused"], abs=1e-5)
+    bad = subprocess.run([sys.executable, "-m", "glat_core.tag", "--panns",
+                          str(tmp_path / "missing.pth"), str(clip_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.pth" in bad.stderr
 
 
 def test_glat_flag_refuses_bad_window_settings(checkpoint, tmp_path, capsys):
