@@ -77,7 +77,8 @@ class Tagger:
         folder = pathlib.Path(os.fspath(folder))
         meta = ExportMetadata.read(folder)
         if mode == "auto":
-            has = meta.streaming is not None and "global_chunk" in meta.variants.get(variant, {})
+            has = (meta.streaming is not None and meta.streaming.exact_edges
+                   and "global_chunk" in meta.variants.get(variant, {}))
             mode = DEFAULT_MODE if has else "exact"
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES} or 'auto', got {mode!r}")
@@ -128,7 +129,7 @@ class Tagger:
         # A crop is audio already heard: at the stream's end (streaming) it starts earlier.
         latest = (stream_end - self.crop_samples) // view.unit * view.unit
         begins = np.minimum(view.origin + starts * view.unit, latest)
-        per_clip, exact = self.local(history, stream_end, begins, starts, view.origin)
+        per_clip, exact = self.local(history, stream_end, begins, view.origin)
         fused, local = glue.fuse(view.global_, per_clip)
         offsets = begins - (stream_end - self.window_samples)
         return HopResult(view.global_, local, fused, view.framewise, offsets, classes, exact)
