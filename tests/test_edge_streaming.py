@@ -145,6 +145,43 @@ def test_f32_streaming_equals_keras_on_the_same_audio(f32, clip, hop, budget):
         cropped |= new
 
 
+@pytest.mark.parametrize("hop, seconds", [(1.0, 7.0), (0.32, 2.5), (1.6, 13.0)])
+def test_full_budget_streaming_is_the_exact_mode_on_its_window(f32, clip, hop, seconds):
+    """At a budget that scores every pick, every hop's answer is the exact mode's (the
+    whole-window global model, N crops through the local model) on the streamed window's
+    audio, the last window_features grid steps: the same picks, scores within 1e-4."""
+    audio = np.concatenate([clip, clip[::-1]])[:int(seconds * RATE)]
+    meta = read_metadata(f32.dir)
+    _, _, events = stream_events(f32.dir, "f32", hop, audio, crop_budget=meta.n_clips)
+    exact = Tagger.from_export(f32.dir, "f32", "exact")
+    stride, window = meta.streaming.stride_samples, meta.window_samples
+    assert meta.streaming.window_features * stride == window  # the 4 s window: whole steps
+    padded = np.concatenate([np.zeros(window, np.float32), audio])
+    assert len(events) == int(np.ceil(seconds / hop - 1e-9))
+    for event in events:
+        end = int(round(event.time * RATE))
+        origin = end // stride * stride - window
+        want = exact(padded[window + origin:window + origin + window])
+        assert event.result.crop_exact.all()
+        np.testing.assert_array_equal(event.result.classes, want.classes)
+        np.testing.assert_array_equal(event.result.starts + end - window, want.starts + origin)
+        for name in ("global_", "local", "fused"):
+            np.testing.assert_allclose(getattr(event.result, name), getattr(want, name),
+                                       atol=1e-4, rtol=0, err_msg=f"{name} at t={event.time}")
+
+
+def test_cli_default_is_streaming_and_exact_one_flag_away(f32, tmp_path):
+    """No mode flag: the streaming mode (the export has its models); --exact the exact one."""
+    common = ["--export", f32.dir, "--variant", "f32", "--input", CLIP, "--offline"]
+    default, report = stream_cli_without_tensorflow(common, tmp_path)
+    assert report["code"] == 0, report["stderr"]
+    streaming, _ = stream_cli_without_tensorflow([*common, "--streaming"], tmp_path)
+    exact, _ = stream_cli_without_tensorflow([*common, "--exact"], tmp_path)
+    assert default == streaming and len(default) == 7
+    assert default != exact
+    assert Tagger.from_export(f32.dir, "f32").mode == "streaming"
+
+
 @pytest.mark.slow
 def test_int8_streaming_within_stated_tolerance_of_keras(tmp_path_factory, clip):
     pair = build_pair(tmp_path_factory, "int8")
