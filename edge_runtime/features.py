@@ -47,8 +47,9 @@ class WindowFeatures:
 class CropCache:
     """Local scores of the picks, cached by the crop's first stream sample (a crop is fixed
     audio, so a window picked again costs nothing). `scorer(history, history_start,
-    begins)` gives (len(begins), L); at most `budget` new crops per call (None: all); the
-    rest come from `fallback(begins)` (N, L) and are marked not exact."""
+    begins)` gives (len(begins), L); new crops per call cost at most `budget` (None: all),
+    each `scorer.cost(begin)` (1 if the scorer has no cost), taken in pick order while they
+    fit; the rest come from `fallback(begins)` (N, L) and are marked not exact."""
 
     def __init__(self, scorer, budget: int | None = None, fallback=None):
         if budget is not None and (not isinstance(budget, int) or budget < 0):
@@ -66,7 +67,12 @@ class CropCache:
         self.cache = {k: v for k, v in self.cache.items() if k >= window_origin}
         todo = list(dict.fromkeys(b for b in begins.tolist() if b not in self.cache))
         if self.budget is not None:
-            todo = todo[:self.budget]
+            cost, spent, fits = getattr(self.scorer, "cost", lambda begin: 1), 0, []
+            for begin in todo:
+                if spent + cost(begin) <= self.budget:
+                    spent += cost(begin)
+                    fits.append(begin)
+            todo = fits
         if todo:
             scores = self.scorer(history, stream_end - len(history), todo)
             self.cache.update(zip(todo, scores.astype(np.float32)))

@@ -8,7 +8,9 @@ global features come from the small `global_edge` model on the window's own star
 the global head sees what the exact model computes on that window's audio
 (StreamFeatures, the Tagger's feature source). The picks are SelectClips' on that
 window, in samples. A pick is scored exactly on its tau-second crop, once per crop (the
-Tagger's CropCache), at most `crop_budget` new crops per hop; until its turn, by the
+Tagger's CropCache), new crops costing at most `crop_budget` per hop (a crop through
+`local_edge` costs 1, a whole crop what its audio costs in those units: `whole_cost`);
+until its turn, by the
 local head on the local features nearest its crop. An exact crop score costs little: the
 local stream's grid is shifted to where SelectClips' unclamped windows start
 (`crop_phase`), so such a crop's features equal the local stream's except its first
@@ -182,15 +184,23 @@ class EdgeCrops:
     def __init__(self, edge: LiteModel, head: LocalHead, n_clips: int, whole: OneCrop):
         self.edge, self.head, self.whole = edge, head, whole
         self.plan = head.plan
+        self.whole_cost = whole_cost(self.plan, whole.crop)
         self._ends = np.zeros((2, self.plan.edge_samples), np.float32)
         self._features = np.zeros((n_clips, self.plan.crop_features, self.plan.channels),
                                   np.float32)
+
+    def on_grid(self, begin: int) -> bool:
+        return (begin - self.head.stream.phase) % self.plan.stride_samples == 0
+
+    def cost(self, begin: int) -> int:
+        """Budget units of a new crop: 1 through the edges, more for a whole crop."""
+        return 1 if self.on_grid(begin) else self.whole_cost
 
     def __call__(self, history, history_start, begins):
         plan, stream = self.plan, self.head.stream
         left, right, size = plan.clean_left, plan.clean_right, plan.crop_features
         begins = list(begins)
-        on_grid = [(b - stream.phase) % plan.stride_samples == 0 for b in begins]
+        on_grid = [self.on_grid(b) for b in begins]
         rows = self.head.first_rows([b for b, on in zip(begins, on_grid) if on])
         for i, (begin, at) in enumerate(zip([b for b, on in zip(begins, on_grid) if on], rows)):
             offset = begin - history_start
@@ -211,6 +221,19 @@ class EdgeCrops:
             whole = self.whole(history, history_start, [begins[j] for j in off])
             scores.update(zip(off, whole))
         return np.stack([scores[j] for j in range(len(begins))])
+
+
+def whole_cost(plan: StreamingPlan, crop_samples: int) -> int:
+    """Budget units of a whole crop: its audio over the two edge runs' (at least 1)."""
+    if not plan.edge_samples:
+        return 1
+    return max(1, round(crop_samples / (2 * plan.edge_samples)))
+
+
+def full_budget(meta: ExportMetadata) -> int:
+    """A crop budget that scores every pick, every hop."""
+    return meta.n_clips * (whole_cost(meta.streaming, meta.crop_samples)
+                           if meta.streaming is not None else 1)
 
 
 def streaming_parts(folder, meta: ExportMetadata, variant: str, threads: int,

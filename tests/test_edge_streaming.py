@@ -69,6 +69,40 @@ def test_feature_stream_keeps_what_the_whole_stream_gives(hops):
     assert model.calls <= most_calls
 
 
+class CostedScorer:
+    """A crop scorer whose crops at odd thousands cost 2 budget units (whole crops)."""
+
+    def __init__(self):
+        self.scored = []
+
+    def cost(self, begin):
+        return 2 if begin // 1000 % 2 else 1
+
+    def __call__(self, history, history_start, begins):
+        self.scored.append(list(begins))
+        return np.ones((len(begins), 2), np.float32)
+
+
+def test_crop_budget_counts_each_crop_at_its_cost():
+    """New crops are taken in pick order while their costs fit the budget; the rest wait
+    (the fallback's scores, not exact) and get their turn at the next call."""
+    from edge_runtime.features import CropCache
+    scorer = CostedScorer()
+    cache = CropCache(scorer, 3, lambda begins: np.zeros((len(begins), 2), np.float32))
+    begins = np.array([1000, 2000, 3000, 4000])  # costs 2, 1, 2, 1
+    per_clip, exact = cache(np.zeros(10), 10, begins, 0)
+    assert scorer.scored == [[1000, 2000]] and exact.tolist() == [True, True, False, False]
+    assert per_clip[:, 0].tolist() == [1, 1, 0, 0]
+    _, exact = cache(np.zeros(10), 10, begins, 0)
+    assert scorer.scored[-1] == [3000, 4000] and exact.all()
+    from edge_runtime.streaming import whole_cost
+    cnn10 = StreamingPlan(stride_samples=5120, chunk_features=11, clean_left=2, clean_right=2,
+                          window_features=62, crop_features=18, channels=512,
+                          edge_samples=24320, edge_features=4, edge_offset=71680)
+    assert whole_cost(cnn10, 96000) == 2  # a 3 s crop: 2 x 0.76 s through the edges
+    assert whole_cost(StreamingPlan(**{**vars(cnn10), "edge_samples": 0}), 96000) == 1
+
+
 # ---------------------------------------------------------------- the exported tiny model
 
 def keras_reference(model, meta, audio, stream_end, crop_exact):
