@@ -164,9 +164,10 @@ def _parser() -> argparse.ArgumentParser:
                            "export has its models")
     p.set_defaults(mode="auto")
     p.add_argument("--crop-budget", type=int, default=CROP_BUDGET,
-                   help=f"streaming: new local crops scored per hop at most (default "
-                        f"{CROP_BUDGET}); other picks are scored from local features until "
-                        "their turn")
+                   help=f"streaming: budget of new local crops per hop (default {CROP_BUDGET}; "
+                        "a crop through the edge model costs 1, a window clamped to the "
+                        "window's edge its whole crop's cost); other picks are scored from "
+                        "local features until their turn")
     p.add_argument("--no-final", dest="final", action="store_false",
                    help="no final answer for the whole input at the end of a file or stdin")
     p.add_argument("--rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")
