@@ -6,7 +6,8 @@ the model's input, tau in seconds. Since /3 the global model takes any number of
 (at least one crop; resized per call) and `window_samples` is the window the stream
 tags; a /2 folder (fixed 10 s input, zero-padded) is refused with "re-export". `variants` maps a variant (f32, f16, dyn, int8) to
 its files by part: `global` (the window model), `local` (N crops), and with streaming
-`global_chunk`, `local_chunk`, `global_head`, `local_head`, `local_crop`, `local_edge`.
+`global_chunk`, `local_chunk`, `global_head`, `local_head`, `local_crop`, `global_edge`,
+`local_edge`.
 A backbone-only export has n_clips 0 and no local parts: fused = global.
 """
 
@@ -23,6 +24,7 @@ FUSIONS = ("max_mean",)
 EXACT_PARTS = ("global", "local")
 STREAMING_PARTS = ("global_chunk", "local_chunk", "global_head", "local_head", "local_crop")
 EDGE_PART = "local_edge"  # optional: only when the plan has an edge entry
+GLOBAL_EDGE_PART = "global_edge"  # when the plan has global_edge_samples
 
 
 class ContractError(ValueError):
@@ -62,6 +64,12 @@ class StreamingPlan:
     edge_samples: int = 0
     edge_features: int = 0
     edge_offset: int = 0
+    global_edge_samples: int = 0
+
+    @property
+    def exact_edges(self) -> bool:
+        """The streamed window's first features can be made the exact model's."""
+        return self.clean_left == 0 or self.global_edge_samples > 0
 
     def validate(self, path="metadata") -> "StreamingPlan":
         for field in dataclasses.fields(self):
@@ -79,6 +87,13 @@ class StreamingPlan:
                                   or self.edge_features > self.crop_features):
             _fail(path, f"streaming.edge_features {self.edge_features} must cover both margins "
                         f"and fit in a crop of {self.crop_features}")
+        if self.global_edge_samples and (
+                self.global_edge_samples % self.stride_samples
+                or not self.clean_left < self.global_edge_samples // self.stride_samples
+                <= self.window_features):
+            _fail(path, f"streaming.global_edge_samples {self.global_edge_samples} must be a "
+                        f"whole number of grid steps, more than clean_left and at most the "
+                        f"window's {self.window_features}")
         return self
 
 
@@ -156,7 +171,7 @@ class ExportMetadata:
         missing = [p for p in parts if p not in files]
         if missing:
             hint = (": export with glat-export tflite --streaming"
-                    if set(missing) & {*STREAMING_PARTS, EDGE_PART} else "")
+                    if set(missing) & {*STREAMING_PARTS, EDGE_PART, GLOBAL_EDGE_PART} else "")
             raise ContractError(f"variant {variant!r} has no {missing}{hint}")
         return {p: files[p] for p in parts}
 

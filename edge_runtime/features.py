@@ -47,8 +47,9 @@ class WindowFeatures:
 class CropCache:
     """Local scores of the picks, cached by the crop's first stream sample (a crop is fixed
     audio, so a window picked again costs nothing). `scorer(history, history_start,
-    begins)` gives (len(begins), L); at most `budget` new crops per call (None: all); the
-    rest come from `fallback(view_starts)` (N, L) and are marked not exact."""
+    begins)` gives (len(begins), L); new crops per call cost at most `budget` (None: all),
+    each `scorer.cost(begin)` (1 if the scorer has no cost), taken in pick order while they
+    fit; the rest come from `fallback(begins)` (N, L) and are marked not exact."""
 
     def __init__(self, scorer, budget: int | None = None, fallback=None):
         if budget is not None and (not isinstance(budget, int) or budget < 0):
@@ -61,17 +62,22 @@ class CropCache:
     def reset(self) -> None:
         self.cache = {}
 
-    def __call__(self, history, stream_end, begins, view_starts, window_origin):
+    def __call__(self, history, stream_end, begins, window_origin):
         # Windows only move forward: a crop that starts before this window never returns.
         self.cache = {k: v for k, v in self.cache.items() if k >= window_origin}
         todo = list(dict.fromkeys(b for b in begins.tolist() if b not in self.cache))
         if self.budget is not None:
-            todo = todo[:self.budget]
+            cost, spent, fits = getattr(self.scorer, "cost", lambda begin: 1), 0, []
+            for begin in todo:
+                if spent + cost(begin) <= self.budget:
+                    spent += cost(begin)
+                    fits.append(begin)
+            todo = fits
         if todo:
             scores = self.scorer(history, stream_end - len(history), todo)
             self.cache.update(zip(todo, scores.astype(np.float32)))
         exact = np.array([b in self.cache for b in begins.tolist()], bool)
-        estimate = None if exact.all() else self.fallback(view_starts)  # (N, L)
+        estimate = None if exact.all() else self.fallback(begins)  # (N, L)
         per_clip = np.stack([self.cache[b] if ok else estimate[i].astype(np.float32)
                              for i, (b, ok) in enumerate(zip(begins.tolist(), exact))])
         return per_clip, exact

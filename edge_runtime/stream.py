@@ -143,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge_runtime.stream",
         description="Tag an audio stream with an exported GL-AT LiteRT model; one JSON line per hop. "
-                    f"Default mode: {DEFAULT_MODE} (--exact or --streaming choose).")
+                    f"Default mode: {DEFAULT_MODE} if the export has its models, else exact "
+                    "(--exact or --streaming choose).")
     p.add_argument("--export", required=True,
                    help="the folder glat-export tflite wrote (metadata.json and the models)")
     p.add_argument("--variant", default="int8",
@@ -160,12 +161,14 @@ def _parser() -> argparse.ArgumentParser:
                            "model on N crops every hop")
     mode.add_argument("--streaming", dest="mode", action="store_const", const="streaming",
                       help="the streaming mode (export --streaming): backbones on a short chunk "
-                           "per hop, exact crop scores within a budget")
+                           "per hop, exact crop scores within a budget; the default when the "
+                           "export has its models")
     p.set_defaults(mode="auto")
     p.add_argument("--crop-budget", type=int, default=CROP_BUDGET,
-                   help=f"streaming: new local crops scored per hop at most (default "
-                        f"{CROP_BUDGET}); other picks are scored from local features until "
-                        "their turn")
+                   help=f"streaming: budget of new local crops per hop (default {CROP_BUDGET}; "
+                        "a crop through the edge model costs 1, a window clamped to the "
+                        "window's edge its whole crop's cost); other picks are scored from "
+                        "local features until their turn")
     p.add_argument("--no-final", dest="final", action="store_false",
                    help="no final answer for the whole input at the end of a file or stdin")
     p.add_argument("--rate", type=int, help="sample rate of raw PCM on stdin (default: the model's)")

@@ -32,6 +32,8 @@ def streaming_inputs(part: str, model, windows: np.ndarray, facts: dict) -> list
     """int8 calibration inputs of one streaming part (export/streaming.py's parts)."""
     if part.endswith("_chunk"):
         return chunk_inputs(windows, facts)
+    if part == "global_edge":  # a window's start
+        return [w[None, :facts["global_edge_samples"]] for w in np.asarray(windows, np.float32)]
     if part == "local_edge":  # a crop's two ends, as the runtime cuts them
         length, offset = facts["edge_samples"], facts["edge_offset"]
         return [np.stack([c[0, :length], c[0, offset:offset + length]])

@@ -13,11 +13,13 @@ pick on its tau-second crop (`local_crop`, the local model as trained), cached b
 grid step because a crop is fixed audio; the local head on the local features of
 the window stands in for a crop that has not had its turn yet.
 
-What differs from the exact model: the global features carry real context where the
-exact model sees zero padding at the window's left edge, and windows start on the
-grid. The export measures, on the model itself, how many features at each end of a
-chunk its edges change (`clean_left`, `clean_right`); a backbone whose every
-feature depends on the whole input (a GRU, attention over time) is refused.
+The export measures, on the model itself, how many features at each end of a chunk its
+edges change (`clean_left`, `clean_right`); a backbone whose every feature depends on the
+whole input (a GRU, attention over time) is refused. So that a streamed window's
+features are the exact model's on that window's audio (a whole number of grid steps),
+the small `global_edge` model recomputes its first `clean_left` from its own first
+audio, as the exact model sees its input's start (the newest already see the stream's
+end as the window's end); `local_edge` does the same for a crop's two ends.
 """
 
 from __future__ import annotations
@@ -102,7 +104,27 @@ def plan(model, window_samples: int, advance_seconds: float = DEFAULT_ADVANCE_SE
              "clean_left": left, "clean_right": right, "window_features": window_features,
              "crop_features": crop_features,
              "channels": int(_features(g, np.zeros(stride * 4, np.float32)).shape[-1])}
-    return {**facts, **edges(l, model.window, facts)}
+    return {**facts, **edges(l, model.window, facts), **global_edge(g, facts)}
+
+
+def global_edge(backbone, facts: dict, seed: int = 2) -> dict:
+    """The global_edge entry of the plan: the fewest whole grid steps of a window's start
+    whose features' first clean_left equal the whole window's (within 1e-4 of scale),
+    measured on random audio; {} when no edge reaches in (clean_left 0)."""
+    stride, left = facts["stride_samples"], facts["clean_left"]
+    if not left:
+        return {}
+    size = facts["window_features"]
+    rng = np.random.default_rng(seed)
+    audio = (0.1 * rng.standard_normal(size * stride)).astype(np.float32)
+    whole = _features(backbone, audio)[:left]
+    scale = float(np.abs(whole).max()) or 1.0
+    for steps in range(left + 1, size + 1):
+        first = _features(backbone, audio[:steps * stride])[:left]
+        if first.shape == whole.shape and np.abs(first - whole).max() <= 1e-4 * scale:
+            return {"global_edge_samples": int(steps * stride)}
+    raise NotStreamable(f"{backbone.name}: the window's first {left} features depend on "
+                        "more than the window's start")
 
 
 def edges(backbone, crop_samples: int, facts: dict, seed: int = 1) -> dict:
@@ -156,6 +178,10 @@ def parts(model, facts: dict) -> dict:
             [model.n_clips, facts["crop_features"], channels], tf.float32, name="features")], l),
         "local_crop": (stage_outputs(model.local_stage, LOCAL_OUTPUTS), [tf.TensorSpec(
             [1, model.window], tf.float32, name="crops")], l),
+        **({"global_edge": (lambda w: {"features": model.stream_features("global", w)},
+                            [tf.TensorSpec([1, facts["global_edge_samples"]], tf.float32,
+                                           name="waveform")], g)}
+           if facts.get("global_edge_samples") else {}),
         **({"local_edge": (lambda w: {"features": model.stream_features("local", w)},
                            [tf.TensorSpec(
             [2, facts["edge_samples"]], tf.float32, name="waveform")], l)}

@@ -179,7 +179,8 @@ HEAD_VARIANT = {"f32": "f32", "f16": "f16", "dyn": "dyn", "int8": "dyn"}
 def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_samples: int,
                      calibration, files: dict) -> None:
     """Writes the streaming models per variant into `out` and their names into
-    `files[variant]`; `facts` is export/streaming.py's plan of the grid."""
+    `files[variant]` (chunks, heads, local_crop, global_edge and, when the plan has one,
+    local_edge); `facts` is export/streaming.py's plan of the grid."""
     windows = (None if calibration is None
                else calibration_lib.fit_length(calibration, window_samples))
     for part, (fn, signature, backbone) in streaming_lib.parts(model, facts).items():

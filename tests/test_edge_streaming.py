@@ -69,42 +69,73 @@ def test_feature_stream_keeps_what_the_whole_stream_gives(hops):
     assert model.calls <= most_calls
 
 
+class CostedScorer:
+    """A crop scorer whose crops at odd thousands cost 2 budget units (whole crops)."""
+
+    def __init__(self):
+        self.scored = []
+
+    def cost(self, begin):
+        return 2 if begin // 1000 % 2 else 1
+
+    def __call__(self, history, history_start, begins):
+        self.scored.append(list(begins))
+        return np.ones((len(begins), 2), np.float32)
+
+
+def test_crop_budget_counts_each_crop_at_its_cost():
+    """New crops are taken in pick order while their costs fit the budget; the rest wait
+    (the fallback's scores, not exact) and get their turn at the next call."""
+    from edge_runtime.features import CropCache
+    scorer = CostedScorer()
+    cache = CropCache(scorer, 3, lambda begins: np.zeros((len(begins), 2), np.float32))
+    begins = np.array([1000, 2000, 3000, 4000])  # costs 2, 1, 2, 1
+    per_clip, exact = cache(np.zeros(10), 10, begins, 0)
+    assert scorer.scored == [[1000, 2000]] and exact.tolist() == [True, True, False, False]
+    assert per_clip[:, 0].tolist() == [1, 1, 0, 0]
+    _, exact = cache(np.zeros(10), 10, begins, 0)
+    assert scorer.scored[-1] == [3000, 4000] and exact.all()
+    from edge_runtime.streaming import whole_cost
+    cnn10 = StreamingPlan(stride_samples=5120, chunk_features=11, clean_left=2, clean_right=2,
+                          window_features=62, crop_features=18, channels=512,
+                          edge_samples=24320, edge_features=4, edge_offset=71680)
+    assert whole_cost(cnn10, 96000) == 2  # a 3 s crop: 2 x 0.76 s through the edges
+    assert whole_cost(StreamingPlan(**{**vars(cnn10), "edge_samples": 0}), 96000) == 1
+
+
 # ---------------------------------------------------------------- the exported tiny model
 
 def keras_reference(model, meta, audio, stream_end, crop_exact):
-    """What streaming computes, from the Keras model: both backbones on the audio before the
-    last grid step (zeros before the stream), the last window of features, head, grid
-    selection; per pick the local model on its tau-second crop of the stream where the
-    runtime says it ran the crop (`crop_exact`), else the local head on the local features
-    of the window; PANNs fusion."""
-    import tensorflow as tf
-    facts, n_clips = meta["streaming"], meta["n_clips"]
-    stride, size = facts["stride_samples"], facts["window_features"]
-    crop = facts["crop_features"]
+    """What streaming computes, from the Keras model: the exact model (GlatModel) on the
+    streamed window's audio, the last `window_features` whole grid steps before stream_end
+    (zeros before the stream); per pick its local score on its crop where the runtime says
+    it ran the crop (`crop_exact`), else the local head on the local features of the
+    stream's grid shifted to the crops' phase, nearest the crop (not the newest
+    clean_right, which see the stream's end); PANNs fusion."""
+    from edge_runtime.streaming import crop_phase
+    facts = meta["streaming"]
+    stride, size, crop = facts["stride_samples"], facts["window_features"], facts["crop_features"]
     end = stream_end // stride
-    start = (end - size - facts["clean_left"]) * stride
-    padded = np.concatenate([np.zeros(max(0, -start), np.float32), audio])
-    origin = max(0, -start)  # stream sample 0 in `padded`
-    segment = padded[origin + start:origin + end * stride]
-    g = model.global_backbone(segment[None], training=False)["features"][:, -size:]
-    l = model.local_backbone(segment[None], training=False)["features"][0, -size:]
-    head = model.global_backbone.head(g, training=False)
-    clipwise = tf.sigmoid(head["clipwise_logits"]).numpy()[0]
-    framewise = tf.sigmoid(head["framewise_logits"]).numpy()[0]
-    classes, starts = glue.select(clipwise, framewise, n_clips, crop, size)
-    steps = np.minimum(end - size + starts, (stream_end - model.window) // stride)
-    crops = np.stack([padded[origin + s * stride:origin + s * stride + model.window]
-                      for s in steps])
-    from_crops = tf.sigmoid(model.local_backbone(crops, training=False)["clipwise_logits"])
-    features = tf.gather(l, starts[:, None] + np.arange(crop))
-    from_features = tf.sigmoid(model.local_backbone.head(features, training=False)
-                               ["clipwise_logits"])
-    per_clip = np.where(crop_exact[:, None], from_crops.numpy(), from_features.numpy())
-    local = (per_clip.max(0) + per_clip.mean(0)) / 2
-    fused = (np.maximum(clipwise, local) + (clipwise + local) / 2) / 2
-    offsets = steps * stride - (stream_end - meta["window_samples"])
-    return {"global": clipwise, "local": local, "fused": fused, "classes": classes,
-            "starts": offsets, "steps": steps}
+    origin = (end - size) * stride
+    pad = (size + facts["clean_left"] + 2) * stride  # stream sample s is padded[pad + s]
+    padded = np.concatenate([np.zeros(pad, np.float32), audio[:stream_end]])
+    window = padded[pad + origin:pad + origin + size * stride]
+    out = {k: np.asarray(v)[0] for k, v in model(window[None], training=False).items()}
+    begins = origin + out["clip_starts"].astype(np.int64)
+    phase = crop_phase(stride, meta["crop_samples"])
+    local_end = (stream_end - phase) // stride
+    first = (local_end - size - facts["clean_left"]) * stride + phase
+    features = model.stream_features("local", padded[None, pad + first:
+                                                      pad + local_end * stride + phase])[0, -size:]
+    rows = np.clip(np.rint((begins - phase) / stride).astype(np.int64) - (local_end - size),
+                   0, size - crop - facts["clean_right"])  # not the rows seeing the end
+    from_features = np.asarray(model.local_head(np.asarray(features)[rows[:, None]
+                                                                    + np.arange(crop)])["per_clip"])
+    per_clip = np.where(crop_exact[:, None], out["per_clip"], from_features)
+    fused, local = glue.fuse(out["global"], per_clip)
+    return {"global": out["global"], "local": local, "fused": fused,
+            "classes": out["selected_classes"], "begins": begins,
+            "starts": begins - (stream_end - meta["window_samples"])}
 
 
 def stream_events(pair_dir, variant, hop, audio, crop_budget=2):
@@ -128,7 +159,7 @@ def clip():
 def test_f32_streaming_equals_keras_on_the_same_audio(f32, clip, hop, budget):
     meta, tagger, events = stream_events(f32.dir, "f32", hop, clip, budget)
     assert len(events) == int(np.ceil(len(clip) / (hop * RATE) - 1e-9))
-    cropped = set()  # grid steps whose crop the local model has scored
+    cropped = set()  # stream samples where a crop the local model has scored starts
     for event in events:
         end = int(round(event.time * RATE))
         exact = event.result.crop_exact
@@ -141,11 +172,48 @@ def test_f32_streaming_equals_keras_on_the_same_audio(f32, clip, hop, budget):
                                        err_msg=f"{name} at t={event.time}")
         assert event.partial == (end < meta["window_samples"])
         # The budget bounds new crops per hop; a crop scored before is reused, never rerun.
-        steps = want["steps"]
-        assert all(exact[i] for i, step in enumerate(steps) if step in cropped)
-        new = {int(step) for step, e in zip(steps, exact) if e} - cropped
-        assert len(new) == min(budget, len(set(steps.tolist()) - cropped))
+        begins = want["begins"]
+        assert all(exact[i] for i, begin in enumerate(begins) if begin in cropped)
+        new = {int(begin) for begin, e in zip(begins, exact) if e} - cropped
+        assert len(new) == min(budget, len(set(begins.tolist()) - cropped))
         cropped |= new
+
+
+@pytest.mark.parametrize("hop, seconds", [(1.0, 7.0), (0.32, 2.5), (1.6, 13.0)])
+def test_full_budget_streaming_is_the_exact_mode_on_its_window(f32, clip, hop, seconds):
+    """At a budget that scores every pick, every hop's answer is the exact mode's (the
+    whole-window global model, N crops through the local model) on the streamed window's
+    audio, the last window_features grid steps: the same picks, scores within 1e-4."""
+    audio = np.concatenate([clip, clip[::-1]])[:int(seconds * RATE)]
+    meta = read_metadata(f32.dir)
+    _, _, events = stream_events(f32.dir, "f32", hop, audio, crop_budget=meta.n_clips)
+    exact = Tagger.from_export(f32.dir, "f32", "exact")
+    stride, window = meta.streaming.stride_samples, meta.window_samples
+    assert meta.streaming.window_features * stride == window  # the 4 s window: whole steps
+    padded = np.concatenate([np.zeros(window, np.float32), audio])
+    assert len(events) == int(np.ceil(seconds / hop - 1e-9))
+    for event in events:
+        end = int(round(event.time * RATE))
+        origin = end // stride * stride - window
+        want = exact(padded[window + origin:window + origin + window])
+        assert event.result.crop_exact.all()
+        np.testing.assert_array_equal(event.result.classes, want.classes)
+        np.testing.assert_array_equal(event.result.starts + end - window, want.starts + origin)
+        for name in ("global_", "local", "fused"):
+            np.testing.assert_allclose(getattr(event.result, name), getattr(want, name),
+                                       atol=1e-4, rtol=0, err_msg=f"{name} at t={event.time}")
+
+
+def test_cli_default_is_streaming_and_exact_one_flag_away(f32, tmp_path):
+    """No mode flag: the streaming mode (the export has its models); --exact the exact one."""
+    common = ["--export", f32.dir, "--variant", "f32", "--input", CLIP, "--offline"]
+    default, report = stream_cli_without_tensorflow(common, tmp_path)
+    assert report["code"] == 0, report["stderr"]
+    streaming, _ = stream_cli_without_tensorflow([*common, "--streaming"], tmp_path)
+    exact, _ = stream_cli_without_tensorflow([*common, "--exact"], tmp_path)
+    assert default == streaming and len(default) == 7
+    assert default != exact
+    assert Tagger.from_export(f32.dir, "f32").mode == "streaming"
 
 
 @pytest.mark.slow
