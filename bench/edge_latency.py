@@ -104,7 +104,7 @@ def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops
         event = next(events, None)
         if event is None:
             break
-        tagger.json_line(event.result, event.time, event.partial)
+        tagger.json_line(event.result, partial=event.partial)
         per_hop.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     steady, cpu = np.array(per_hop[WARMUP_HOPS:]), np.array(cpu[WARMUP_HOPS:])

@@ -47,7 +47,7 @@ class StreamTagger:
     Example:
         stream = StreamTagger(tagger, hop_seconds=1.0)
         for event in stream.run(FileSource("clip.wav")):
-            print(tagger.json_line(event.result, event.time, event.partial))
+            print(tagger.json_line(event.result, partial=event.partial))
     """
 
     def __init__(self, tagger: Tagger, hop_seconds: float = 1.0):

@@ -136,11 +136,11 @@ def answer_from(out: dict, start: int, end: int, row: int = 0) -> Answer:
                   np.asarray(out["selected_classes"][row]) if n else np.zeros(0, int))
 
 
-def tagger_path(model_path, variant: str = "f32"):
+def tagger_path(model_path, variant: str = "f32", **settings):
     """The Python Tagger (glat-tag's engine) on a model file or folder: one answer per
-    window of the file."""
+    window of the file (`settings`: the LiteRT mode and crop budget)."""
     from glat_core.tagger import Tagger
-    tagger = Tagger.load(model_path, variant=variant)
+    tagger = Tagger.load(model_path, variant=variant, **settings)
 
     def run(_waveform, file):
         return tags_answers(tagger.tag(file))
@@ -281,8 +281,12 @@ def report_matrix(model, exported, folder, saved_model=None, single_file=None) -
         paths["SavedModel"] = saved_model_path(saved_model)
     for variant in meta.variants:
         paths[f"LiteRT {variant}"] = litert_exact_path(exported, variant)
-    paths["Tagger (LiteRT f32)" if "f32" in meta.variants else "Tagger (LiteRT)"] = tagger_path(
-        exported, "f32" if "f32" in meta.variants else next(iter(meta.variants)))
+    first = "f32" if "f32" in meta.variants else next(iter(meta.variants))
+    paths[f"Tagger (LiteRT {first}, exact)"] = tagger_path(exported, first, mode="exact")
+    if meta.streaming is not None and meta.streaming.exact_edges:
+        from edge_runtime.streaming import full_budget
+        paths[f"Tagger (LiteRT {first}, streaming, every pick scored)"] = tagger_path(
+            exported, first, mode="streaming", crop_budget=full_budget(meta))
     if single_file:
         paths["MediaPipe"] = mediapipe_path(single_file, int(model.sample_rate))
     ties = {f"LiteRT {v}": TOLERANCES[v].tie for v in meta.variants if v in TOLERANCES}

@@ -72,26 +72,52 @@ class SavedModelBackend(Backend):
 
 
 class LiteBackend(Backend):
-    """The edge runtime's exact pipeline, one input at a time (its global model takes any
-    length)."""
+    """The edge runtime on a LiteRT export folder. Exact mode answers each window at its own
+    length (its global model takes any length); streaming mode (the runtime's default when
+    the export has its models) streams the whole recording hop by hop, as a device would,
+    and answers the windows the stream tags (`stream`)."""
 
-    def __init__(self, folder, variant: str, threads: int = 1):
+    def __init__(self, folder, variant: str, threads: int = 1, mode: str = "auto",
+                 crop_budget: int | None = None):
         from edge_runtime import Tagger as Pipeline
-        self.pipeline = Pipeline.from_export(folder, variant, mode="exact", threads=threads)
+        budget = {} if crop_budget is None else {"crop_budget": crop_budget}
+        self.pipeline = Pipeline.from_export(folder, variant, mode=mode, threads=threads,
+                                             **budget)
         self.labels = self.pipeline.labels
         self.sample_rate = self.pipeline.sample_rate
         self.crop_samples = self.pipeline.crop_samples if self.pipeline.n_clips else 0
+        self.window_samples = self.pipeline.window_samples  # the window it was exported for
+        self.streaming = self.pipeline.mode == "streaming"
 
     def __call__(self, inputs):
-        results = [self.pipeline.exact(x) for x in inputs]
-        out = {"fused": np.stack([r.fused for r in results]),
-               "global": np.stack([r.global_ for r in results]),
-               "framewise": np.stack([r.framewise for r in results])}
-        if self.has_local:
-            out.update(local=np.stack([r.local for r in results]),
-                       clip_starts=np.stack([r.clip_starts for r in results]),
-                       selected_classes=np.stack([r.selected_classes for r in results]))
-        return out
+        return stack_results([self.pipeline.exact(x) for x in inputs], self.has_local)
+
+    def stream(self, waveform, window: int, hop: int) -> tuple[list, dict]:
+        """([start, end) spans, outputs) of the streaming mode over `waveform`: one answer
+        every `hop` samples once the stream holds a whole window, and one at the end (for a
+        recording shorter than the window, the exact pipeline on all of it)."""
+        from edge_runtime import ArraySource, StreamTagger
+        if window != self.pipeline.window_samples:
+            raise ValueError(f"streaming tags windows of the export's "
+                             f"{self.pipeline.window_samples / self.sample_rate} s; pass that "
+                             "window (or --exact for other windows)")
+        events = StreamTagger(self.pipeline, hop / self.sample_rate).run(
+            ArraySource([waveform], self.sample_rate), final=True)
+        kept = [e.result for e in events if not e.partial]
+        return [(r.start, r.end) for r in kept], stack_results(kept, self.has_local)
+
+
+def stack_results(results, has_local: bool) -> dict:
+    """The edge runtime's HopResults as the model's batched outputs (clip_starts from each
+    answer's own start)."""
+    out = {"fused": np.stack([r.fused for r in results]),
+           "global": np.stack([r.global_ for r in results]),
+           "framewise": [r.framewise for r in results]}
+    if has_local:
+        out.update(local=np.stack([r.local for r in results]),
+                   clip_starts=np.stack([r.clip_starts for r in results]),
+                   selected_classes=np.stack([r.selected_classes for r in results]))
+    return out
 
 
 def saved_model_folder(path: pathlib.Path) -> pathlib.Path | None:
@@ -103,15 +129,18 @@ def saved_model_folder(path: pathlib.Path) -> pathlib.Path | None:
     return versions[-1] if versions else None
 
 
-def open_backend(path, variant: str = "f32", threads: int = 1) -> Backend:
-    """The backend for whatever model `path` is; a clear error for anything else."""
+def open_backend(path, variant: str = "f32", threads: int = 1, mode: str = "auto",
+                 crop_budget: int | None = None) -> Backend:
+    """The backend for whatever model `path` is; a clear error for anything else. `mode`
+    ("auto", "exact", "streaming") and `crop_budget` (None: the runtime's default) are the
+    LiteRT folder's edge runtime settings."""
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model {path} does not exist (a {KINDS})")
     if path.is_file() and path.suffix == ".keras":
         return KerasBackend(path)
     if path.is_dir() and (path / "metadata.json").is_file():
-        return LiteBackend(path, variant, threads)
+        return LiteBackend(path, variant, threads, mode, crop_budget)
     if path.is_dir() and saved_model_folder(path) is not None:
         return SavedModelBackend(saved_model_folder(path))
     raise ValueError(f"{path} is not a {KINDS}")

@@ -46,10 +46,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file (.csv or .jsonl); default CSV on stdout")
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from --out's suffix")
     p.add_argument("--top-k", type=int, default=5, help="labels per window (default 5)")
-    p.add_argument("--window-seconds", type=float, default=10.0,
-                   help="window length (default 10); a shorter file is one window")
+    p.add_argument("--window-seconds", type=float,
+                   help="window length (default: a LiteRT export's window, else 10); a "
+                        "shorter file is one window")
     p.add_argument("--hop-seconds", type=float, default=5.0, help="window hop (default 5)")
     p.add_argument("--variant", default="f32", help="LiteRT variant of an export folder")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--exact", dest="mode", action="store_const", const="exact",
+                      help="LiteRT: the exact mode, each window on its own at its own length")
+    mode.add_argument("--streaming", dest="mode", action="store_const", const="streaming",
+                      help="LiteRT: the streaming mode (the default when the export has its "
+                           "models): the file streamed hop by hop as a device tags it")
+    p.set_defaults(mode="auto")
+    p.add_argument("--crop-budget", type=int,
+                   help="LiteRT streaming: new local crops scored per hop at most (default: "
+                        "the edge runtime's)")
     p.add_argument("--timeline", help="PNG of the first file's frame activations over time")
     console.add_verbose(p)
     add_debug_flag(p)
@@ -73,7 +84,10 @@ def check_args(args) -> None:
         args.model, args.audio = args.inputs[0], args.inputs[1:]
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    if not args.window_seconds > 0 or not args.hop_seconds > 0:
+    if args.crop_budget is not None and args.crop_budget < 0:
+        raise ValueError(f"--crop-budget must be >= 0, got {args.crop_budget}")
+    window = 1.0 if args.window_seconds is None else args.window_seconds
+    if not window > 0 or not args.hop_seconds > 0:
         raise ValueError(f"--window-seconds and --hop-seconds must be > 0, got "
                          f"{args.window_seconds} and {args.hop_seconds}")
     for flag, value in (("--out", args.out), ("--timeline", args.timeline)):
@@ -113,7 +127,8 @@ def main(argv=None) -> int:
         model = glat_from_panns(args.panns, args.panns_arch, args.n_clips, args.tau)
         tagger = Tagger(KerasBackend(args.panns, model=model), **options)
     else:
-        tagger = Tagger.load(args.model, variant=args.variant, **options)
+        tagger = Tagger.load(args.model, variant=args.variant, mode=args.mode,
+                             crop_budget=args.crop_budget, **options)
     files = audio_files(args.audio)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     writer, skipped, first = Writer(out, fmt), [], None

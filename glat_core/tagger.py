@@ -4,7 +4,8 @@
 base, highest version taken) or a LiteRT export folder (run by the edge runtime, no
 TensorFlow needed). Audio of any rate, channel count and length goes through the one
 conditioning step (glat_core.audio: mono, non-finite samples repaired, soxr), then is cut
-in windows of `window_seconds` every `hop_seconds`; each window is tagged at its own
+in windows of `window_seconds` (default: a LiteRT export's window, else 10) every
+`hop_seconds`; each window is tagged at its own
 length, as the Keras model tags that audio: a file shorter than the window is one window
 of the whole file, and only audio shorter than the model's crop is padded (with zeros at
 its end, to one crop).
@@ -43,8 +44,10 @@ class Tagger:
         tags.names[tags.fused[0].argmax()], tags.clip_starts[0]  # label, int samples
     """
 
-    def __init__(self, backend, *, window_seconds: float = 10.0, hop_seconds: float = 5.0,
+    def __init__(self, backend, *, window_seconds: float | None = None, hop_seconds: float = 5.0,
                  batch: int = 8):
+        if window_seconds is None:  # a LiteRT export's own window, else 10 s
+            window_seconds = getattr(backend, "window_samples", 0) / backend.sample_rate or 10.0
         if not window_seconds > 0 or not hop_seconds > 0:
             raise ValueError(f"window and hop must be > 0 seconds, got {window_seconds!r} and "
                              f"{hop_seconds!r}")
@@ -61,10 +64,12 @@ class Tagger:
         self.batch = batch
 
     @classmethod
-    def load(cls, path, *, variant: str = "f32", threads: int = 1, **options) -> "Tagger":
+    def load(cls, path, *, variant: str = "f32", threads: int = 1, mode: str = "auto",
+             crop_budget: int | None = None, **options) -> "Tagger":
         """The Tagger of a `.keras` file, SavedModel folder or LiteRT export folder
-        (`variant` picks the LiteRT files)."""
-        return cls(open_backend(path, variant, threads), **options)
+        (`variant` picks the LiteRT files, `mode` the edge runtime's mode: "auto" is its
+        default, streaming when the export has its models)."""
+        return cls(open_backend(path, variant, threads, mode, crop_budget), **options)
 
     @property
     def names(self) -> list[str]:
@@ -83,6 +88,10 @@ class Tagger:
         waveform, repaired = self.read(audio, sample_rate)
         if not len(waveform):
             raise ValueError("no audio to tag")
+        if getattr(self.backend, "streaming", False):
+            windows, result = self.backend.stream(waveform, self.window, self.hop)
+            out = [{k: v[i] for k, v in result.items()} for i in range(len(windows))]
+            return self._tags(windows, out, repaired)
         windows = spans(len(waveform), self.window, self.hop)
         out = [None] * len(windows)
         by_length: dict[int, list[int]] = {}

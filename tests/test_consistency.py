@@ -49,6 +49,9 @@ def built(tmp_path_factory):
         export_tflite(model, root / f"{name}_lite", labels, variants=variants,
                       window_samples=10 * RATE, calibration=calibration)
         out[name] = model
+    # The streaming models (f32) of GL-AT: the edge runtime's default mode.
+    export_tflite(glat, root / "glat_stream", labels, variants=("f32",),
+                  window_samples=10 * RATE, streaming=True)
     single = None
     try:
         from export.single_file import export_single_file
@@ -108,40 +111,38 @@ def serving_protocol_path(root, name, files, tmp):
     return run
 
 
-def cli_paths(root, name, files, tmp, labels):
-    """glat-tag (CSV, every class listed) on a model kind, and the edge CLI's final line."""
-    def glat_tag(model_path):
-        out = tmp / f"{model_path.name}.csv"
-        done = subprocess.run([sys.executable, "-m", "glat_core.tag", str(model_path),
-                               *map(str, files.values()), "--out", str(out), "--top-k",
-                               str(len(NAMES))], capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-2000:]
-        by_file = {}
-        for row in csv.DictReader(out.open()):
-            record = {"start_seconds": float(row["start_seconds"]),
-                      "end_seconds": float(row["end_seconds"]),
-                      "top": [{k: (float(row[f"{k}_{r}"]) if k != "label" else row[f"label_{r}"])
-                               for k in ("label", "fused", "global", "local") if row.get(f"{k}_{r}")}
-                              for r in range(1, len(NAMES) + 1)],
-                      "clips": [{"class": c.split(":", 1)[1],
-                                 "start_seconds": float(c.split("-")[0])}
-                                for c in row["clips"].split(";") if c]}
-            by_file.setdefault(row["file"], []).append(record_answer(record, labels, RATE))
-        return lambda waveform, file: by_file[str(file)]
+def glat_tag_path(model_path, files, tmp, labels, *flags):
+    """glat-tag's CSV (every class listed) on a model file or folder, one answer per row."""
+    out = tmp / f"{model_path.name}{len(flags)}.csv"
+    done = subprocess.run([sys.executable, "-m", "glat_core.tag", str(model_path),
+                           *map(str, files.values()), "--out", str(out), "--top-k",
+                           str(len(NAMES)), *flags], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    by_file = {}
+    for row in csv.DictReader(out.open()):
+        record = {"start_seconds": float(row["start_seconds"]),
+                  "end_seconds": float(row["end_seconds"]),
+                  "top": [{k: (float(row[f"{k}_{r}"]) if k != "label" else row[f"label_{r}"])
+                           for k in ("label", "fused", "global", "local") if row.get(f"{k}_{r}")}
+                          for r in range(1, len(NAMES) + 1)],
+                  "clips": [{"class": c.split(":", 1)[1], "start_seconds": float(c.split("-")[0])}
+                            for c in row["clips"].split(";") if c]}
+        by_file.setdefault(row["file"], []).append(record_answer(record, labels, RATE))
+    return lambda waveform, file: by_file[str(file)]
 
-    def edge_cli(waveform, file):
+
+def edge_cli_path(folder, labels, *flags):
+    """The edge CLI's JSON lines on a file (each hop's window; the last one final)."""
+    def run(waveform, file):
         done = subprocess.run([sys.executable, "-m", "edge_runtime.stream", "--export",
-                               str(root / f"{name}_lite"), "--variant", "f32", "--exact",
-                               "--input", str(file), "--offline", "--top-k", str(len(NAMES))],
+                               str(folder), "--variant", "f32", *flags, "--input", str(file),
+                               "--offline", "--top-k", str(len(NAMES))],
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         lines = [json.loads(line) for line in done.stdout.splitlines()]
         assert lines[-1]["final"] is True
         return [record_answer(line, labels, RATE) for line in lines]
-    paths = {f"glat-tag CSV ({kind})": glat_tag(root / path) for kind, path in (
-        (".keras", f"{name}.keras"), ("SavedModel", f"{name}_serving"), ("LiteRT", f"{name}_lite"))}
-    paths["edge CLI (exact)"] = edge_cli
-    return paths
+    return run
 
 
 @pytest.mark.parametrize("name", ["glat", "baseline"])
@@ -158,10 +159,24 @@ def test_every_path_gives_keras_answer_for_every_length(built, name, tmp_path):
         "Tagger .keras": consistency.tagger_path(root / f"{name}.keras"),
         "Tagger SavedModel": consistency.tagger_path(root / f"{name}_serving"),
         "Tagger LiteRT": consistency.tagger_path(lite),
-        **cli_paths(root, name, files, tmp_path, labels),
+        **{f"glat-tag CSV ({kind})": glat_tag_path(root / path, files, tmp_path, labels)
+           for kind, path in ((".keras", f"{name}.keras"), ("SavedModel", f"{name}_serving"),
+                              ("LiteRT", f"{name}_lite"))},
+        "edge CLI (exact)": edge_cli_path(lite, labels, "--exact"),
     }
     if name == "glat" and single is not None:
         paths["MediaPipe f32"] = consistency.mediapipe_path(single, RATE)
+    if name == "glat":
+        # The streaming mode, the edge runtime's default, at a budget that scores every pick.
+        from edge_runtime import ExportMetadata
+        from edge_runtime.streaming import full_budget
+        stream = root / "glat_stream"
+        budget = str(full_budget(ExportMetadata.read(stream)))
+        paths["Tagger LiteRT streaming"] = consistency.tagger_path(
+            stream, mode="streaming", crop_budget=int(budget))
+        paths["glat-tag CSV (LiteRT streaming)"] = glat_tag_path(
+            stream, files, tmp_path, labels, "--crop-budget", budget)
+        paths["edge CLI (streaming)"] = edge_cli_path(stream, labels, "--crop-budget", budget)
     int8 = {}
     if name == "glat":
         int8["LiteRT int8"] = consistency.litert_exact_path(lite, "int8")

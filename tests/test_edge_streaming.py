@@ -135,7 +135,7 @@ def keras_reference(model, meta, audio, stream_end, crop_exact):
     fused, local = glue.fuse(out["global"], per_clip)
     return {"global": out["global"], "local": local, "fused": fused,
             "classes": out["selected_classes"], "begins": begins,
-            "starts": begins - (stream_end - meta["window_samples"])}
+            "origin": origin, "starts": begins - origin}  # clip_starts count from the window
 
 
 def stream_events(pair_dir, variant, hop, audio, crop_budget=2):
@@ -166,6 +166,7 @@ def test_f32_streaming_equals_keras_on_the_same_audio(f32, clip, hop, budget):
         want = keras_reference(f32.model, meta, clip, end, exact)
         np.testing.assert_array_equal(event.result.selected_classes, want["classes"])
         np.testing.assert_array_equal(event.result.clip_starts, want["starts"])
+        assert event.result.start == want["origin"]  # the samples the answer covers
         for name, ours in (("global", event.result.global_), ("local", event.result.local),
                            ("fused", event.result.fused)):
             np.testing.assert_allclose(ours, want[name], atol=F32_ATOL, rtol=0,
@@ -197,8 +198,10 @@ def test_full_budget_streaming_is_the_exact_mode_on_its_window(f32, clip, hop, s
         origin = end // stride * stride - window
         want = exact(padded[window + origin:window + origin + window])
         assert event.result.crop_exact.all()
-        np.testing.assert_array_equal(event.result.classes, want.classes)
-        np.testing.assert_array_equal(event.result.starts + end - window, want.starts + origin)
+        np.testing.assert_array_equal(event.result.selected_classes, want.selected_classes)
+        assert event.result.start == origin  # the samples the answer covers
+        np.testing.assert_array_equal(event.result.clip_starts + event.result.start,
+                                      want.clip_starts + origin)
         for name in ("global_", "local", "fused"):
             np.testing.assert_allclose(getattr(event.result, name), getattr(want, name),
                                        atol=1e-4, rtol=0, err_msg=f"{name} at t={event.time}")
@@ -242,9 +245,10 @@ def test_cli_streaming_lines_and_no_tensorflow(f32, tmp_path):
         top = np.argsort(-event.result.fused, kind="stable")[:2]
         assert [t["label"] for t in line["top"]] == [f32.labels[i]["display_name"] for i in top]
         tau = meta["crop_samples"] / RATE
-        for w in line["windows"]:  # tau long (less where clamped at 0), audio already heard
-            assert w["end"] - w["start"] <= tau + 1e-3 and w["end"] <= line["time"] + 1e-3
-            assert w["start"] == 0.0 or w["end"] - w["start"] == pytest.approx(tau, abs=2e-3)
+        for c in line["clips"]:  # tau long (less where cut at 0), audio already heard
+            length = c["end_seconds"] - c["start_seconds"]
+            assert length <= tau + 1e-3 and c["end_seconds"] <= line["end_seconds"] + 1e-3
+            assert c["start_seconds"] == 0.0 or length == pytest.approx(tau, abs=2e-3)
 
 
 def _export_copy(pair_dir, folder, change):

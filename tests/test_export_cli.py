@@ -127,6 +127,7 @@ def test_report_strict_exits_non_zero_on_a_missed_target(monkeypatch, tmp_path, 
     monkeypatch.setattr(report, "build_report", lambda *args, **kwargs: missed)
     monkeypatch.setattr(report, "read_eval", lambda *args: (None, None))
     monkeypatch.setattr(report, "plot", lambda *args: None)
+    monkeypatch.setattr("export.consistency.report_matrix", lambda *args: {})
     monkeypatch.setattr("glat_tf.loading.load_model", lambda path: type("M", (), {"num_classes": 4}))
     monkeypatch.setattr("edge_runtime.ExportMetadata.read",
                         lambda folder: type("Meta", (), {"window_samples": 8}))
