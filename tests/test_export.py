@@ -13,6 +13,7 @@ import tensorflow as tf
 from export import acceptance, litert_convert
 from export.saved_model import export_saved_model
 from edge_runtime import Tagger
+from edge_runtime.contract import SavedModelFacts
 from export.calibration import read_calibration
 from export.tflite import VARIANTS, export_tflite
 from glat_tf.data import schema
@@ -182,6 +183,9 @@ def test_saved_model_reloads_without_glat_tf_and_matches_keras(exported, tmp_pat
     assert path == tmp_path / "serving" / "3"
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
     assert LabelMap.from_csv(path / "assets" / "labels.csv") == tiny_labels()
+    facts = SavedModelFacts.read(path / "assets")  # what glat-tag reads to cut audio
+    assert (facts.n_clips, facts.crop_samples, facts.min_samples, facts.outputs) == (
+        model.n_clips, model.crop_samples, model.crop_samples, model.output_keys)
     np.save(tmp_path / "waveforms.npy", waveforms)
     script = textwrap.dedent(f"""
         import os, sys

@@ -116,6 +116,19 @@ def test_edge_runtime_imports_nothing_of_the_training_side():
             assert all(d.split(".")[0] in ("edge_runtime", "glat_core") for d in deps), (module, deps)
 
 
+def test_the_library_imports_nothing_downstream():
+    """glat_tf is the library: no module of it imports the commands and artifacts built on
+    it (train, export, bench, the edge runtime), not even inside a function."""
+    downstream = ("train", "export", "edge_runtime", "bench", "tests")
+    for path in sorted((ROOT / "glat_tf").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and n.module and n.level == 0]
+        wrong = sorted({n for n in names if n.split(".")[0] in downstream})
+        assert not wrong, (str(path.relative_to(ROOT)), wrong)
+
+
 def top_level_imports(path: pathlib.Path) -> set:
     """Top packages a module imports when it is imported (not inside its functions)."""
     found = set()
