@@ -60,7 +60,13 @@ class Record:
     FILE = ""
     COMMAND = ""
 
-    def validate(self, path):
+    def validate(self, path=None):
+        """The record itself if it follows the contract; else a ContractError naming `path`."""
+        _check_format(type(self), self.format, path or self.FILE)
+        self.check(path or self.FILE)
+        return self
+
+    def check(self, path) -> None:
         raise NotImplementedError
 
     def to_dict(self) -> dict:
@@ -120,11 +126,12 @@ class Record:
         return path
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelSizes:
     """What an exported model is fixed to (export/plan.py states it): the backbone's name,
-    rate, input window, crop, N, tau, classes and frames of the window. n_clips and
-    crop_samples are 0 without a local stream (a backbone-only export)."""
+    rate, input window, crop, N, tau, classes, frames of the window, the selection's
+    overlap rule and the frontend's settings. n_clips and crop_samples are 0 without a
+    local stream (a backbone-only export)."""
 
     backbone: str
     sample_rate: int
@@ -134,6 +141,8 @@ class ModelSizes:
     tau: float
     num_classes: int
     frames: int
+    suppress_overlap: bool = True
+    frontend: dict = dataclasses.field(default_factory=dict)
 
     def check_sizes(self, path) -> None:
         _check_positive(self, ("sample_rate", "window_samples", "num_classes"), path)
@@ -204,9 +213,7 @@ class ExportMetadata(ModelSizes, Record):
 
     labels: tuple
     variants: dict
-    suppress_overlap: bool = True
     selection: str = "attention"
-    frontend: dict = dataclasses.field(default_factory=dict)
     fusion: str = "max_mean"
     clip_starts_unit: str = CLIP_STARTS_UNIT
     streaming: StreamingPlan | None = None
@@ -291,6 +298,7 @@ class SavedModelFacts(Record):
     crop, or one second without a local stream).
     """
 
+    FILE, COMMAND = "model.json", "glat-export saved-model"
     sample_rate: int
     num_classes: int
     n_clips: int
@@ -298,11 +306,8 @@ class SavedModelFacts(Record):
     min_samples: int
     outputs: tuple
     format: str = "glat-tf-saved-model/1"
-    FILE = "model.json"
-    COMMAND = "glat-export saved-model"
 
-    def validate(self, path="model.json") -> "SavedModelFacts":
-        _check_format(type(self), self.format, path)
+    def check(self, path) -> None:
         _check_positive(self, ("sample_rate", "num_classes", "min_samples"), path)
         if not isinstance(self.n_clips, int) or not 0 <= self.n_clips <= self.num_classes:
             _fail(path, f"need 0 <= n_clips <= num_classes, got {self.n_clips!r}")
@@ -314,7 +319,6 @@ class SavedModelFacts(Record):
         if not isinstance(self.outputs, tuple) or "global" not in self.outputs:
             _fail(path, f"outputs must list the signature's keys, `global` among them, got "
                         f"{self.outputs!r}")
-        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,16 +327,12 @@ class SingleFileRecord(ModelSizes, Record):
     glat-tf-single-file/2): the sizes the file is fixed to, its heads in output order
     (`outputs`) and `variants` {variant: file name}. Units as in ExportMetadata."""
 
-    suppress_overlap: bool
-    frontend: dict
+    FILE, COMMAND = "single_file.json", "glat-export tflite --single-file"
     outputs: tuple
     variants: dict
     format: str = "glat-tf-single-file/2"
-    FILE = "single_file.json"
-    COMMAND = "glat-export tflite --single-file"
 
-    def validate(self, path="single_file.json") -> "SingleFileRecord":
-        _check_format(type(self), self.format, path)
+    def check(self, path) -> None:
         self.check_sizes(path)
         _check_positive(self, ("frames", "n_clips"), path)  # the file is GL-AT's whole pass
         if not self.outputs or not all(isinstance(o, str) for o in self.outputs):
@@ -340,4 +340,3 @@ class SingleFileRecord(ModelSizes, Record):
         if not isinstance(self.variants, dict) or not self.variants or not all(
                 isinstance(f, str) for f in self.variants.values()):
             _fail(path, "variants must map each variant to its file name")
-        return self

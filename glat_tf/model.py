@@ -148,14 +148,11 @@ class GlatModel(TaggingModel):
         return cls(backbone=global_backbone, **kwargs)
 
     @property
-    def window(self) -> int:
-        """Samples of one tau-second crop."""
+    def crop_samples(self) -> int:
+        """Samples of one tau-second crop (TaggingModel's fact)."""
         return self.select.window
 
-    @property
-    def crop_samples(self) -> int:
-        """Samples of one tau-second crop (TaggingModel's fact; `window` is its old name)."""
-        return self.select.window
+    window = crop_samples  # its older name, still read by the stages and the streaming export
 
     def stream_backbone(self, stream: str) -> Backbone:
         if stream not in STREAMS:
