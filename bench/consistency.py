@@ -34,7 +34,7 @@ def export_all(model, name: str, out: pathlib.Path, calibration) -> dict:
     if not (lite / "metadata.json").exists():
         export_tflite(model, lite, labels, variants=("f32", "int8"), calibration=calibration)
     single = None
-    if hasattr(model, "local_stage"):
+    if model.n_clips:  # the MediaPipe file is GL-AT's whole pass
         single = out / f"{name}_mediapipe" / "glat_f32.tflite"
         if not single.exists():
             try:

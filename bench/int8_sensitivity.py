@@ -42,7 +42,7 @@ def convert_pair(model, scopes, ops, calibration, window):
     tflite.INT8_FLOAT_SCOPES = tflite.FLOAT_SCOPES + tuple(scopes)
     tflite.INT8_FLOAT_OPS = tflite.INT8_FLOAT_OPS + tuple(ops)
     try:
-        return {stream: tflite.convert_stream(model, stream, "int8", window, calibration)
+        return {stream: tflite.convert_variants(model, stream, ["int8"], window, calibration)["int8"]
                 for stream in ("global", "local")}
     finally:
         tflite.INT8_FLOAT_SCOPES, tflite.INT8_FLOAT_OPS = saved
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from export import acceptance
     from export.calibration import read_calibration, streaming_variety
-    from export.labels import load_model
+    from glat_tf.loading import load_model
     from export.report import read_eval
     from export.tflite import export_tflite
     from glat_tf import class_names

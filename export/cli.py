@@ -13,6 +13,7 @@ from glat_core.cli_errors import one_line_errors  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
+    from export.plan import DEFAULT_WINDOW_SECONDS
     parser = argparse.ArgumentParser(prog="glat-export", description=__doc__)
     console.add_verbose(parser)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,8 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     lite.add_argument("--calibration", help="TFRecord shard glob of real clips (int8 needs it)")
     lite.add_argument("--calibration-clips", type=int, default=200,
                       help="clips to calibrate int8 on (at least 100)")
-    lite.add_argument("--window-seconds", type=float, default=10.0,
-                      help="fixed input window of the global model (default 10 s)")
+    lite.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS,
+                      help="fixed input window of the global model (default "
+                           f"{DEFAULT_WINDOW_SECONDS:g} s)")
     lite.add_argument("--labels", help="class CSV, as for saved-model")
     for command in (saved, lite):
         console.add_verbose(command)

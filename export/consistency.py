@@ -74,14 +74,13 @@ class Reference:
 
     def __init__(self, model, waveform: np.ndarray):
         self.model, self.waveform = model, np.asarray(waveform, np.float32)
-        self.shortest = model.window if hasattr(model, "local_stage") else model.sample_rate
+        self.shortest = model.min_samples
         self.cache: dict = {}
 
     def __call__(self, start: int, end: int) -> dict:
         if (start, end) not in self.cache:
             piece = pad_to(self.waveform[start:end], self.shortest)[None]
-            out = acceptance.keras_outputs(self.model, piece) if hasattr(
-                self.model, "local_stage") else {
+            out = acceptance.keras_outputs(self.model, piece) if self.model.n_clips else {
                 k: np.asarray(v) for k, v in self.model(piece, training=False).items()}
             self.cache[start, end] = out
         return self.cache[start, end]

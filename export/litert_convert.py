@@ -1,4 +1,4 @@
-"""Keras callables -> LiteRT flatbuffers with builtin ops only, and a way to run them in tests."""
+"""Keras callables -> LiteRT flatbuffers with builtin ops only (through a SavedModel)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import tempfile
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 
@@ -25,23 +24,16 @@ class FlexOpsError(RuntimeError):
     """A converted model needs TensorFlow (Flex/select-TF) ops: it would not run on a device."""
 
 
-def convert(fn, input_signature, track, **options) -> bytes:
-    """Converts `fn(*inputs)` (returning a dict of tensors) at a static signature.
-
-    `track` is the Keras layer or model (or a list of them) whose variables `fn`
-    reads. Goes through a Keras ExportArchive SavedModel: a concrete function, or
-    a plain tf.Module holding the model, left resource variables unfrozen here
-    (VAR_HANDLE/READ_VARIABLE ops and NaN outputs).
-    Only TFLITE_BUILTINS are allowed, so an op LiteRT lacks fails the conversion
-    instead of silently pulling in Flex. `options` are convert_saved_model's.
-    """
-    with saved_model(fn, input_signature, track) as path:
-        return convert_saved_model(path, **options)
-
-
 @contextlib.contextmanager
 def saved_model(fn, input_signature, track):
-    """A temporary SavedModel of `fn`: written once, converted to several variants."""
+    """A temporary SavedModel of `fn` (returning a dict of tensors) at `input_signature`:
+    written once, converted to several variants by convert_saved_model.
+
+    `track` is the Keras layer or model (or a list of them) whose variables `fn` reads.
+    Goes through a Keras ExportArchive SavedModel: a concrete function, or a plain
+    tf.Module holding the model, left resource variables unfrozen here
+    (VAR_HANDLE/READ_VARIABLE ops and NaN outputs).
+    """
     archive = keras.export.ExportArchive()
     for layer in track if isinstance(track, (list, tuple)) else [track]:
         archive.track(layer)
@@ -201,19 +193,3 @@ def op_names(flatbuffer: bytes) -> list[str]:
     """Sorted distinct operator names of a LiteRT model."""
     details = _interpreter(flatbuffer)._get_ops_details()
     return sorted({d["op_name"] for d in details})
-
-
-def run(flatbuffer: bytes, *inputs, signature="serving_default", threads=1,
-        **named) -> dict[str, np.ndarray]:
-    """Runs a signature on numpy inputs, given by name (or positionally when it has one input)."""
-    interpreter = _interpreter(flatbuffer, threads)
-    names = interpreter.get_signature_list()[signature]["inputs"]
-    if inputs:
-        # The signature lists inputs alphabetically, not positionally: only one is unambiguous.
-        if len(inputs) != 1 or len(names) != 1 or named:
-            raise ValueError(f"pass inputs by name: the model takes {names}")
-        named = {names[0]: inputs[0]}
-    if sorted(named) != sorted(names):
-        raise ValueError(f"model takes inputs {names}, got {sorted(named)}")
-    runner = interpreter.get_signature_runner(signature)
-    return runner(**{name: np.asarray(x) for name, x in named.items()})

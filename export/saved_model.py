@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 import shutil
 
 import keras
 import tensorflow as tf
 
-from glat_tf.model import GlatModel
+from export.plan import ExportPlan
 
 SIGNATURE = "serving_default"
-OUTPUTS = ("fused", "global", "local", "per_clip", "framewise", "clip_starts", "selected_classes")
-BASELINE_OUTPUTS = ("global", "framewise")
 
 
 def serving_function(model):
     """waveform (batch, samples) float32 -> fused/global/local (batch, L), per_clip (batch, N,
     L), framewise (batch, frames', L) the global frame activations, clip_starts (batch, N)
     int32 samples from the input's start (the unit of every export), selected_classes
-    (batch, N) int32; a baseline (BackboneTagger) gives `global` and `framewise` only.
-    Input of another rank, shorter than tau (one second for a baseline) or not finite
-    fails with InvalidArgumentError."""
-    glat = isinstance(model, GlatModel)
-    window = model.window if glat else int(model.sample_rate)
-    shortest = f"tau={model.tau} s" if glat else "1 s"
+    (batch, N) int32; a baseline (BackboneTagger) gives `global` and `framewise` only: the
+    model's `output_keys`. Input of another rank, shorter than `min_samples` (tau, one
+    second for a baseline) or not finite fails with InvalidArgumentError."""
+    window = model.min_samples
+    shortest = f"tau={model.tau} s" if model.n_clips else "1 s"
 
     def serve(waveform):
         # Checked inside the graph: a served model has no Python left to raise errors.
@@ -46,23 +42,20 @@ def serving_function(model):
             # The model reads the input only after every check passed.
             waveform = tf.identity(waveform)
         out = model(waveform, training=False)
-        return {k: out[k] for k in (OUTPUTS if glat else BASELINE_OUTPUTS)}
+        return {k: out[k] for k in model.output_keys}
     return serve
 
 
 def export_saved_model(model, out_dir, labels, *, version: int = 1,
                        overwrite: bool = False) -> pathlib.Path:
-    """Writes `<out_dir>/<version>/` (saved_model.pb, variables/, assets/labels.csv).
+    """Writes `<out_dir>/<version>/` (saved_model.pb, variables/, assets/labels.csv and
+    assets/model.json, the SavedModelFacts a client cuts audio by).
 
     `model` is a GlatModel or a BackboneTagger; `labels` a LabelMap of its classes. TF
     Serving serves the highest version under `out_dir`; an existing version is refused
     unless `overwrite`.
     """
-    if getattr(model, "selection", "attention") != "attention":
-        raise ValueError(f"selection={model.selection!r} is the random control experiment; "
-                         "only selection='attention' models are exported")
-    if len(labels) != model.num_classes:
-        raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
+    plan = ExportPlan.of(model, labels)
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"version must be a positive integer (TF Serving's layout), got {version!r}")
     target = pathlib.Path(out_dir) / str(version)
@@ -84,7 +77,6 @@ def export_saved_model(model, out_dir, labels, *, version: int = 1,
     # to map output columns to names, so it is placed in assets/ directly.
     (partial / "assets").mkdir(exist_ok=True)
     labels.to_csv(partial / "assets" / "labels.csv")
-    (partial / "assets" / "model.json").write_text(json.dumps(  # what glat-tag needs to cut audio
-        {"sample_rate": int(model.sample_rate), "crop_samples": int(getattr(model, "window", 0))}))
+    plan.saved_model_facts().write(partial / "assets")  # what glat-tag needs to cut audio
     partial.rename(target)
     return target

@@ -18,16 +18,16 @@ float, as the pair export does.
 
 from __future__ import annotations
 
-import json
 import io
 import pathlib
 import zipfile
 
 import tensorflow as tf
 
+from edge_runtime.contract import SingleFileRecord
 from export import calibration as calibration_lib
 from export import litert_convert
-from export.labels import model_facts
+from export.plan import ExportPlan
 from export.tflite import INT8_FLOAT_OPS, INT8_FLOAT_SCOPES, check_exportable
 
 VARIANTS = ("f32", "int8")
@@ -176,18 +176,16 @@ def attach(flatbuffer: bytes, metadata: bytes, files: dict) -> bytes:
 def export_single_file(model, out_dir, labels, *, variants=("f32",), window_samples=None,
                        calibration=None) -> dict:
     """Writes `glat_<v>.tflite` per variant (metadata inside) and `single_file.json`
-    (the model's fixed sizes and file names); returns that record."""
-    from export.tflite import DEFAULT_WINDOW_SECONDS
+    (a SingleFileRecord: the model's fixed sizes and file names); returns that record."""
     check_exportable(model)
-    if not hasattr(model, "local_backbone"):
+    if not model.n_clips:
         raise ValueError("--single-file exports a GlatModel; a baseline's global_<v>.tflite "
                          "is already the whole pass")
-    if len(labels) != model.num_classes:
-        raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
-    window_samples = window_samples or int(round(DEFAULT_WINDOW_SECONDS * model.sample_rate))
+    plan = ExportPlan.of(model, labels, window_samples)
+    window_samples = plan.window_samples
     if not model.built:
         model(tf.zeros([1, window_samples]), training=False)
-    facts = model_facts(model, window_samples)
+    facts = plan.facts()
     converted = convert(model, variants, window_samples, calibration)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,10 +197,9 @@ def export_single_file(model, out_dir, labels, *, variants=("f32",), window_samp
             description=f"GL-AT tagger: {window_samples} samples at {model.sample_rate} Hz -> "
                         f"{model.num_classes} fused scores, N={model.n_clips} windows of "
                         f"tau={model.tau} s"))
-    record = {"format": "glat-tf-single-file/2", **facts, "outputs": list(OUTPUTS),
-              "variants": files}
-    (out / "single_file.json").write_text(json.dumps(record, indent=1))
-    return record
+    record = SingleFileRecord(**facts, outputs=OUTPUTS, variants=files).validate()
+    record.write(out)
+    return record.to_dict()
 
 
 def export_cli(model, out_dir, labels, *, variants, window_samples, calibration,
@@ -212,5 +209,5 @@ def export_cli(model, out_dir, labels, *, variants, window_samples, calibration,
         raise ValueError("--single-file and --streaming are separate exports: run them apart")
     record = export_single_file(model, out_dir, labels, variants=variants,
                                 window_samples=window_samples, calibration=calibration)
-    return {**record, "record": "single_file.json", "variants": {v: {"single_file": name}
+    return {**record, "record": SingleFileRecord.FILE, "variants": {v: {"single_file": name}
                                    for v, name in record["variants"].items()}}

@@ -13,10 +13,9 @@ from edge_runtime.contract import ExportMetadata, Label, StreamingPlan
 from export import calibration as calibration_lib
 from export import litert_convert
 from export import streaming as streaming_lib
-from export.labels import label_rows, model_facts
+from export.plan import ExportPlan, global_outputs
 
 VARIANTS = ("f32", "f16", "dyn", "int8")
-DEFAULT_WINDOW_SECONDS = 10.0
 # Kept float32 in every variant: the log-mel (int8 log-mel was 0.5-3.6 nats off on quiet
 # audio, RFFT2D is float only) and the selection's frame arithmetic; in int8 also the
 # classifier (fc_audioset, the head's last Dense) and the sigmoids. The selection ranks the
@@ -30,17 +29,10 @@ INT8_FLOAT_SCOPES = FLOAT_SCOPES + ("fc_audioset",)
 INT8_FLOAT_OPS = ("LOGISTIC",)
 
 
-# The exported stages' outputs, by LiteRT signature output name: {signature name: stage output}.
-GLOBAL_OUTPUTS = ("global", "framewise", "clip_starts", "selected_classes")
-BASELINE_OUTPUTS = ("global", "framewise")  # a backbone alone: no windows, no local stream
-
-
 def global_function(model):
     """waveform (1, window) -> GlatModel.global_stage's scores and windows (not its crops);
     for a BackboneTagger its global_stage's scores and frame activations."""
-    glat = hasattr(model, "local_stage")
-    return litert_convert.stage_outputs(model.global_stage,
-                                        GLOBAL_OUTPUTS if glat else BASELINE_OUTPUTS)
+    return litert_convert.stage_outputs(model.global_stage, global_outputs(model))
 
 
 def local_function(model):
@@ -55,12 +47,6 @@ def stream_signature(model, stream: str, window_samples: int) -> list[tf.TensorS
     if stream == "global":
         return [tf.TensorSpec([1, None], tf.float32, name="waveform")]
     return [tf.TensorSpec([model.n_clips, model.window], tf.float32, name="crops")]
-
-
-def convert_stream(model, stream: str, variant: str, window_samples: int,
-                   calibration=None) -> bytes:
-    """One stream of the pair as a LiteRT flatbuffer of one variant (see convert_variants)."""
-    return convert_variants(model, stream, [variant], window_samples, calibration)[variant]
 
 
 def convert_variants(model, stream: str, variants, window_samples: int,
@@ -117,14 +103,12 @@ def check_variants(variants) -> None:
 
 
 def check_exportable(model, streaming: bool = False) -> None:
-    if not hasattr(model, "local_stage"):  # the baseline: one global model
+    """What the LiteRT exports add to ExportPlan's checks (the edge runtime's limits)."""
+    if not model.n_clips:  # the baseline: one global model
         if streaming:
             raise ValueError("--streaming exports GL-AT's two streams; a backbone-only model "
                              "exports as one global model (drop --streaming)")
         return
-    if model.selection != "attention":
-        raise ValueError(f"selection={model.selection!r} is the random control experiment; "
-                         "only selection='attention' models are exported")
     if model.suppress_overlap not in (True, False):
         # The edge runtime picks windows itself (edge_runtime/glue.py) with the default rule.
         raise ValueError(f"suppress_overlap={model.suppress_overlap!r}: the edge runtime "
@@ -145,16 +129,14 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
     """
     check_exportable(model, streaming)
     check_variants(variants)
-    if len(labels) != model.num_classes:
-        raise ValueError(f"{len(labels)} labels for a model of {model.num_classes} classes")
-    window_samples = window_samples or int(round(DEFAULT_WINDOW_SECONDS * model.sample_rate))
+    plan = ExportPlan.of(model, labels, window_samples)
+    window_samples = plan.window_samples
     if streaming:
         grid = streaming_lib.plan(model, window_samples)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {variant: {} for variant in variants}
-    streams = ("global", "local") if hasattr(model, "local_stage") else ("global",)
-    for stream in streams:
+    for stream in plan.streams:
         converted = convert_variants(model, stream, variants, window_samples, calibration)
         for variant, flatbuffer in converted.items():
             name = f"{stream}_{variant}.tflite"
@@ -162,9 +144,8 @@ def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=N
             files[variant][stream] = name
     if streaming:
         export_streaming(model, out, variants, grid, window_samples, calibration, files)
-    meta = ExportMetadata(**model_facts(model, window_samples),
-                          selection=getattr(model, "selection", "attention"),
-                          labels=tuple(Label(**row) for row in label_rows(labels)), variants=files,
+    meta = ExportMetadata(**plan.facts(), selection=model.selection,
+                          labels=tuple(Label(**row) for row in plan.label_rows()), variants=files,
                           streaming=StreamingPlan(**grid) if streaming else None)
     # Written through the contract's reader, so what export writes is what the runtime reads.
     meta = ExportMetadata.from_json(meta.to_json(), str(out / "metadata.json"))

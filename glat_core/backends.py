@@ -10,7 +10,6 @@ runs the edge runtime, so a device install tags files with it.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -48,7 +47,7 @@ class KerasBackend(Backend):
                                         model_path=path)
         self.labels = list(zip(labels.names, labels.mids))
         self.sample_rate = int(self.model.sample_rate)
-        self.crop_samples = int(self.model.window) if hasattr(self.model, "local_stage") else 0
+        self.crop_samples = int(self.model.crop_samples)
 
     def __call__(self, inputs):
         return {k: np.asarray(v) for k, v in self.model(inputs, training=False).items()}
@@ -57,14 +56,18 @@ class KerasBackend(Backend):
 class SavedModelBackend(Backend):
     def __init__(self, folder: pathlib.Path):
         import tensorflow as tf
+        from edge_runtime.contract import ContractError, SavedModelFacts
         from glat_tf.data.labels import LabelMap
+        facts = SavedModelFacts.read(folder / "assets")  # before loading: a clear error first
+        labels = LabelMap.from_csv(folder / "assets" / "labels.csv")
+        if len(labels) != facts.num_classes:
+            raise ContractError(f"{folder}: assets/labels.csv has {len(labels)} classes, "
+                                f"model.json {facts.num_classes}")
         self._tf = tf
         self.serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
-        labels = LabelMap.from_csv(folder / "assets" / "labels.csv")
         self.labels = list(zip(labels.names, labels.mids))
-        facts = json.loads((folder / "assets" / "model.json").read_text())
-        self.sample_rate = int(facts["sample_rate"])
-        self.crop_samples = int(facts["crop_samples"])
+        self.sample_rate = facts.sample_rate
+        self.crop_samples = facts.crop_samples
 
     def __call__(self, inputs):
         out = self.serve(waveform=self._tf.constant(inputs))

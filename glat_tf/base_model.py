@@ -19,9 +19,29 @@ class TaggingModel(keras.Model):
     `training_step` is the one training step: `model.fit` (through `train_step`) and the
     distributed loop of train/loop.py (one call per replica) both run it. `class_names`
     and `class_mids` name the output columns, so a saved model carries its own labels.
+
+    What kind of tagger a model is, it states once, and export, the Tagger and evaluation
+    read it instead of probing for attributes: `n_clips` (0: no local stream, the
+    baseline), `crop_samples` (one tau-second crop; 0 without a local stream), `tau`,
+    `selection`, `suppress_overlap`, `output_keys` (the keys `call` returns) and
+    `min_samples` (the shortest input it tags). Each subclass sets them.
     """
 
     loss_names: tuple = ("loss",)  # the keys of stream_losses, tracked by model.fit
+    n_clips: int
+    tau: float
+    selection: str
+    suppress_overlap: bool
+    output_keys: tuple
+
+    @property
+    def crop_samples(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest input: one crop, or one second without a local stream."""
+        return self.crop_samples or int(self.sample_rate)
 
     def __init__(self, class_names=(), class_mids=(), **kwargs):
         super().__init__(**kwargs)

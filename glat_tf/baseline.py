@@ -26,6 +26,13 @@ class BackboneTagger(TaggingModel):
     """
 
     loss_names = ("loss", "global_loss")
+    # The baseline's facts (TaggingModel): no windows picked, no local stream, no crops.
+    n_clips = 0
+    tau = 0.0
+    selection = "attention"  # nothing is selected, so nothing at random: exportable
+    suppress_overlap = False
+    output_keys = ("global", "framewise")
+    crop_samples = 0
 
     def __init__(self, backbone="cnn10", num_classes=None, sample_rate=None, backbone_kwargs=None,
                  class_names=(), class_mids=(), **kwargs):

@@ -8,13 +8,17 @@ import pathlib
 
 import keras
 
+from glat_tf.backbones.base import Backbone
 from glat_tf.baseline import BackboneTagger
 from glat_tf.model import GlatModel
 
+TAGGERS = (GlatModel, BackboneTagger)
 
-def load_model(path: str | os.PathLike):
+
+def load_model(path: str | os.PathLike, kinds: tuple = TAGGERS):
     """A GlatModel or a BackboneTagger (the baseline) from a `.keras` file; anything else
-    is refused with the reason (a folder, another format, another class)."""
+    is refused with the reason (a folder, another format, another class). `kinds` widens
+    the classes accepted: glat-fit --init also takes a bare Backbone (a PANNs conversion)."""
     path = pathlib.Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a .keras model file (a SavedModel or a "
@@ -29,7 +33,12 @@ def load_model(path: str | os.PathLike):
         # Keras appends the whole config to "could not locate class": the first line says it.
         raise ValueError(f"{path} is not a model glat-tf can load: "
                          f"{str(error).splitlines()[0][:300]}") from None
-    if not isinstance(model, (GlatModel, BackboneTagger)):
-        raise TypeError(f"{path} holds a {type(model).__name__}, not a GlatModel or a "
-                        "BackboneTagger")
+    if not isinstance(model, kinds):
+        raise TypeError(f"{path} holds a {type(model).__name__}, not a "
+                        f"{' or a '.join(k.__name__ for k in kinds)}")
     return model
+
+
+def load_backbone_source(path: str | os.PathLike):
+    """What glat-fit --init copies weights from: a tagger or a bare Backbone."""
+    return load_model(path, TAGGERS + (Backbone,))

@@ -87,6 +87,8 @@ class GlatModel(TaggingModel):
     """
 
     loss_names = ("loss", "global_loss", "local_loss")
+    output_keys = ("fused", "global", "local", "per_clip", "framewise", "clip_starts",
+                   "selected_classes")
 
     def __init__(self, backbone="cnn10", num_classes=None, n_clips=5, tau=3.0, sample_rate=None,
                  loss_mode="joint", suppress_overlap=True, selection="attention",
@@ -146,14 +148,11 @@ class GlatModel(TaggingModel):
         return cls(backbone=global_backbone, **kwargs)
 
     @property
-    def backbone_name(self) -> str:
-        """The global stream's preset (or class) name, for reports and metadata."""
-        return self.global_backbone.preset or type(self.global_backbone).__name__.lower()
-
-    @property
-    def window(self) -> int:
-        """Samples of one tau-second crop."""
+    def crop_samples(self) -> int:
+        """Samples of one tau-second crop (TaggingModel's fact)."""
         return self.select.window
+
+    window = crop_samples  # its older name, still read by the stages and the streaming export
 
     def stream_backbone(self, stream: str) -> Backbone:
         if stream not in STREAMS:

@@ -27,3 +27,23 @@ def assert_round_trips(obj, inputs, tmp_path, atol=0.0):
         for key in expected:
             np.testing.assert_allclose(got[key], expected[key], atol=atol, rtol=0, err_msg=key)
     return expected
+
+
+def assert_litert_matches(fn, waveform, track, expected: dict, atol=1e-4):
+    """`fn` (reading the variables of `track`) converts as export converts it (f32, builtin
+    ops only) and, run as the edge runtime runs a model, gives `expected` {output: array}
+    on `waveform` within atol. Returns (op names, LiteRT outputs)."""
+    import tensorflow as tf
+
+    from edge_runtime.lite import LiteModel
+    from export.litert_convert import op_names
+    from export.tflite import convert_callable
+
+    signature = [tf.TensorSpec(waveform.shape, tf.float32)]
+    flatbuffer = convert_callable(fn, signature, track, ["f32"])["f32"]
+    ops = op_names(flatbuffer)
+    assert not [op for op in ops if op.startswith("Flex")], ops
+    lite = LiteModel(flatbuffer, 1, waveform.shape, tuple(expected), "converted")(waveform)
+    for key, value in expected.items():
+        np.testing.assert_allclose(lite[key], value, atol=atol, rtol=0, err_msg=key)
+    return ops, lite

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.litert_convert import convert, op_names, run
 from glat_tf import backbones
 from glat_tf.backbones.atsca import ScaConvBlock
 from glat_tf.backbones.resnet import BasicBlock, Bottleneck
-from harness import assert_round_trips
+from harness import assert_litert_matches, assert_round_trips
+
+LOGITS = ("clipwise_logits", "framewise_logits")  # the outputs LiteRT must reproduce
 
 PUBLISHED_PARAMS = {"resnet22": 63_675_087, "resnet38": 73_783_247, "resnet54": 104_318_159,
                     "mobilenetv2": 4_075_343, "talnet": 9_980_527}
@@ -71,13 +72,9 @@ def test_talnet_unrolled_gru_is_the_same_function_and_converts_without_control_f
     looped = net(wave, training=False)
     np.testing.assert_allclose(unrolled(wave, training=False)["features"], looped["features"],
                                atol=1e-6)
-    flatbuffer = convert(lambda w: unrolled(w, training=False),
-                         [tf.TensorSpec([1, 32000], tf.float32)], unrolled)
-    ops = op_names(flatbuffer)
-    assert not [op for op in ops if op.startswith("Flex") or op == "WHILE"], ops
-    lite = run(flatbuffer, wave)
-    for key in ("clipwise_logits", "framewise_logits"):
-        np.testing.assert_allclose(lite[key], looped[key], atol=1e-4)
+    ops, _ = assert_litert_matches(lambda w: unrolled(w, training=False), wave, unrolled,
+                                   {k: looped[k] for k in LOGITS})
+    assert "WHILE" not in ops
 
 
 @pytest.mark.parametrize("name", ["mobilenetv2_tiny", "resnet38_tiny", "atsca_tiny"])
@@ -85,13 +82,9 @@ def test_converts_to_litert_builtins(name):
     net = backbones.build(name, num_classes=5)
     wave = np.random.default_rng(0).normal(0, 0.1, (1, 32000)).astype(np.float32)
     net.build((None, 32000))
-    flatbuffer = convert(lambda w: net(w, training=False),
-                         [tf.TensorSpec([1, 32000], tf.float32)], net)
-    assert not [op for op in op_names(flatbuffer) if op.startswith("Flex")]
-    lite = run(flatbuffer, wave)
     keras_out = net(wave, training=False)
-    for key in ("clipwise_logits", "framewise_logits"):
-        np.testing.assert_allclose(lite[key], keras_out[key], atol=1e-4)
+    assert_litert_matches(lambda w: net(w, training=False), wave, net,
+                          {k: keras_out[k] for k in LOGITS})
 
 
 def test_fresh_residual_blocks_start_as_identity_and_downsample_by_pooling():

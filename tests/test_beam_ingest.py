@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data_fixtures import small_demo  # noqa: F401 (fixture)
-from glat_tf.data import ingest
+from glat_tf.data import ingest, shard_writer
 
 pytest.importorskip("apache_beam")
 
@@ -51,7 +51,7 @@ def test_beam_resume_after_a_failed_bundle_keeps_finished_shards(small_demo, tmp
     args = dict(split="train", segments_csv=str(raw / "balanced_train_segments.csv"),
                 labels_csv=str(raw / "class_labels_indices.csv"), audio_dir=str(raw / "audio"),
                 settings=ingest.Settings(shard_size=5), progress=False)
-    real, calls = ingest.decode_clip, []
+    real, calls = shard_writer.decode_clip, []
 
     def fails_on_the_12th(*a):  # not a ClipError: the worker's bundle fails, then the pipeline
         calls.append(a)
@@ -60,10 +60,10 @@ def test_beam_resume_after_a_failed_bundle_keeps_finished_shards(small_demo, tmp
         return real(*a)
 
     out = tmp_path / "beam"
-    monkeypatch.setattr(ingest, "decode_clip", fails_on_the_12th)
+    monkeypatch.setattr(shard_writer, "decode_clip", fails_on_the_12th)
     with pytest.raises(Exception, match="worker lost"):
         ingest.ingest(out=str(out), runner="beam", workers=1, **args)  # in-process DirectRunner
-    monkeypatch.setattr(ingest, "decode_clip", real)
+    monkeypatch.setattr(shard_writer, "decode_clip", real)
     done = sorted(out.glob("train-*.tfrecord"))
     assert len(done) >= 2  # 11 clips decoded: at least two 5-clip shards finished
     assert not list(out.glob("*.tmp-*"))

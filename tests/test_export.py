@@ -13,6 +13,7 @@ import tensorflow as tf
 from export import acceptance, litert_convert
 from export.saved_model import export_saved_model
 from edge_runtime import Tagger
+from edge_runtime.contract import SavedModelFacts
 from export.calibration import read_calibration
 from export.tflite import VARIANTS, export_tflite
 from glat_tf.data import schema
@@ -95,20 +96,23 @@ def test_metadata_is_complete(exported):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_signatures_follow_the_contract(exported, variant):
-    from ai_edge_litert.interpreter import Interpreter
+    """Inputs as the signature declares them (-1: the global model takes any number of
+    samples, resized per call); outputs as they come for the window and the crops."""
     lite = exported["root"] / "lite"
     frames = exported["meta"]["frames"]
     for stream, inputs, outputs in [
-            ("global", {"waveform": ([1, WINDOW], np.float32)},
-             {"global": ([1, 4], np.float32), "framewise": ([1, frames, 4], np.float32),
-              "clip_starts": ([1, 2], np.int32), "selected_classes": ([1, 2], np.int32)}),
-            ("local", {"crops": ([2, 16000], np.float32)}, {"per_clip": ([2, 4], np.float32)})]:
-        runner = Interpreter(model_path=str(lite / f"{stream}_{variant}.tflite")
-                             ).get_signature_runner("serving_default")
-        got_in = {k: (list(v["shape"]), v["dtype"]) for k, v in runner.get_input_details().items()}
-        got_out = {k: (list(v["shape"]), v["dtype"])
-                   for k, v in runner.get_output_details().items()}
-        assert got_in == inputs and got_out == outputs
+            ("global", {"waveform": ([1, -1], np.float32)},
+             {"global": ((1, 4), np.float32), "framewise": ((1, frames, 4), np.float32),
+              "clip_starts": ((1, 2), np.int32), "selected_classes": ((1, 2), np.int32)}),
+            ("local", {"crops": ([2, 16000], np.float32)}, {"per_clip": ((2, 4), np.float32)})]:
+        runner = litert_convert.signature_runner((lite / f"{stream}_{variant}.tflite").read_bytes())
+        got_in = {k: (list(v["shape_signature"]), v["dtype"])
+                  for k, v in runner.get_input_details().items()}
+        assert got_in == inputs
+        name, = inputs
+        shape = [WINDOW if n == -1 else n for n in inputs[name][0]]
+        out = runner(**{name: np.zeros(shape, np.float32)})
+        assert {k: (v.shape, v.dtype) for k, v in out.items()} == outputs
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -182,6 +186,9 @@ def test_saved_model_reloads_without_glat_tf_and_matches_keras(exported, tmp_pat
     assert path == tmp_path / "serving" / "3"
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
     assert LabelMap.from_csv(path / "assets" / "labels.csv") == tiny_labels()
+    facts = SavedModelFacts.read(path / "assets")  # what glat-tag reads to cut audio
+    assert (facts.n_clips, facts.crop_samples, facts.min_samples, facts.outputs) == (
+        model.n_clips, model.crop_samples, model.crop_samples, model.output_keys)
     np.save(tmp_path / "waveforms.npy", waveforms)
     script = textwrap.dedent(f"""
         import os, sys

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from edge_runtime import ExportMetadata, Tagger
+from edge_runtime.contract import SavedModelFacts
 from export.saved_model import export_saved_model
 from export.tflite import export_tflite
 from glat_tf import BackboneTagger
@@ -45,6 +46,9 @@ def test_the_baseline_exports_to_a_saved_model_with_global_and_frames_only(basel
     wave = np.random.default_rng(1).normal(0, 0.1, (2, WINDOW)).astype(np.float32)
     out = serve(waveform=tf.constant(wave))
     assert sorted(out) == ["framewise", "global"]
+    facts = SavedModelFacts.read(path / "assets")
+    assert (facts.n_clips, facts.crop_samples, facts.min_samples) == (0, 0, 32000)
+    assert sorted(facts.outputs) == sorted(out)
     for key in out:
         np.testing.assert_allclose(out[key], baseline(wave)[key], atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least 32000 samples"):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import strategies as st
 
 from fuzzing import fuzz, mutated, raises_only
-from glat_tf.data.ingest import ClipError, decode_clip
+from glat_tf.data.decode import ClipError, decode_clip
 from hostile_audio import HOSTILE, seeds
 from limits import run_limited
 

@@ -14,7 +14,7 @@ import soundfile as sf
 import soxr
 
 from data_fixtures import R9_MP3, R9_WAV, small_demo  # noqa: F401 (fixture)
-from glat_tf.data import ingest, pipeline
+from glat_tf.data import ingest, pipeline, shard_writer
 from glat_tf.data.labels import read_segments_csv
 
 
@@ -127,7 +127,7 @@ def test_interrupted_ingest_resumes_without_duplicates(small_demo, tmp_path, mon
     args = dict(out=str(tmp_path), split="train", segments_csv=str(raw / "balanced_train_segments.csv"),
                 labels_csv=str(raw / "class_labels_indices.csv"), audio_dir=str(raw / "audio"),
                 settings=ingest.Settings(shard_size=5), progress=False)
-    real, calls = ingest.decode_clip, []
+    real, calls = shard_writer.decode_clip, []
 
     def dies_on_the_12th(*a):
         calls.append(a)
@@ -135,10 +135,10 @@ def test_interrupted_ingest_resumes_without_duplicates(small_demo, tmp_path, mon
             raise KeyboardInterrupt
         return real(*a)
 
-    monkeypatch.setattr(ingest, "decode_clip", dies_on_the_12th)
+    monkeypatch.setattr(shard_writer, "decode_clip", dies_on_the_12th)
     with pytest.raises(KeyboardInterrupt):
         ingest.ingest(**args)
-    monkeypatch.setattr(ingest, "decode_clip", real)
+    monkeypatch.setattr(shard_writer, "decode_clip", real)
     done = sorted(tmp_path.glob("train-*.tfrecord"))
     assert [p.name for p in done] == ["train-00000-of-00005.tfrecord", "train-00001-of-00005.tfrecord"]
     assert not list(tmp_path.glob("*.tmp-*"))

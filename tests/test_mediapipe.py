@@ -1,7 +1,5 @@
 """glat-export tflite --single-file, loaded by MediaPipe Tasks' AudioClassifier as is."""
 
-import json
-
 import numpy as np
 import pytest
 import soundfile
@@ -12,6 +10,7 @@ from mediapipe.tasks.python import audio  # noqa: E402
 from mediapipe.tasks.python.components.containers import audio_data  # noqa: E402
 from mediapipe.tasks.python.core import base_options  # noqa: E402
 
+from edge_runtime.contract import SingleFileRecord  # noqa: E402
 from export import litert_convert, single_file  # noqa: E402
 from export.calibration import streaming_variety  # noqa: E402
 from export.acceptance import TOLERANCES  # noqa: E402
@@ -88,8 +87,11 @@ def clips():
 @pytest.mark.slow
 def test_metadata_and_output_order(export):
     model, out, record, window = export
-    meta = json.loads((out / "single_file.json").read_text())
-    assert meta["variants"] == {"f32": "glat_f32.tflite", "int8": "glat_int8.tflite"}
+    meta = SingleFileRecord.read(out)  # the contract's reader validates what export wrote
+    assert meta.variants == {"f32": "glat_f32.tflite", "int8": "glat_int8.tflite"}
+    assert (meta.outputs, meta.n_clips, meta.crop_samples) == (
+        single_file.OUTPUTS, model.n_clips, model.crop_samples)
+    assert meta.to_dict() == record  # what export returned is what the file says
     flatbuffer = (out / "glat_f32.tflite").read_bytes()
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_content=flatbuffer)

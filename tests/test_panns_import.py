@@ -195,7 +195,7 @@ def test_glat_from_panns_shares_one_network_with_audioset_labels(checkpoint, imp
     np.testing.assert_array_equal(model.global_backbone.head.fc.kernel.numpy(),
                                   imported[0].head.fc.kernel.numpy())
     other = panns.glat_from_panns(checkpoint[0], n_clips=3, tau=2.0)  # arch detected
-    assert (other.n_clips, other.tau, other.backbone_name) == (3, 2.0, "cnn10")
+    assert (other.n_clips, other.tau, other.global_backbone.preset) == (3, 2.0, "cnn10")
     with pytest.raises(ValueError, match="PANNs cnn10.*PANNs resnet38"):
         panns.glat_from_panns(checkpoint[0], "resnet38")
 

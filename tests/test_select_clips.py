@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.litert_convert import convert, op_names, run
+from export.litert_convert import op_names, signature_runner
+from export.tflite import convert_callable
 from glat_tf.layers.select_clips import SelectClips
 
 RATE = 32000
@@ -119,11 +120,12 @@ def test_static_shapes_and_bad_input():
 def assert_litert_gives_the_same(select, wave, scores, acts):
     """`select` converts to LiteRT builtins only, and the flatbuffer's outputs equal its own."""
     expected = [t.numpy() for t in select(wave, scores, acts)]
-    flatbuffer = convert(lambda w, s, a: dict(zip(("crops", "starts", "classes"), select(w, s, a))),
-                         [tf.TensorSpec(wave.shape), tf.TensorSpec(scores.shape),
-                          tf.TensorSpec(acts.shape)], select)
+    flatbuffer = convert_callable(
+        lambda w, s, a: dict(zip(("crops", "starts", "classes"), select(w, s, a))),
+        [tf.TensorSpec(wave.shape), tf.TensorSpec(scores.shape), tf.TensorSpec(acts.shape)],
+        select, ["f32"])["f32"]
     assert not [op for op in op_names(flatbuffer) if op.startswith("Flex")]
-    lite = run(flatbuffer, w=wave, s=scores, a=acts)
+    lite = signature_runner(flatbuffer)(w=wave, s=scores, a=acts)
     for name, ref in zip(("crops", "starts", "classes"), expected):
         np.testing.assert_array_equal(lite[name], ref)
 

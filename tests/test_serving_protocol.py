@@ -16,9 +16,11 @@ pytest.importorskip("tensorflow_serving.apis")
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2  # noqa: E402
 
-from export.saved_model import OUTPUTS, export_saved_model  # noqa: E402
+from export.saved_model import export_saved_model  # noqa: E402
 from glat_tf import GlatModel  # noqa: E402
 from glat_tf.data.labels import LabelMap  # noqa: E402
+
+OUTPUTS = GlatModel.output_keys  # what the signature serves: the model's own outputs
 
 README = pathlib.Path(__file__).parents[1] / "README.md"
 ANSWER = ("import json, sys\nfrom export import serving_answer\n"

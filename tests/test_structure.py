@@ -13,10 +13,29 @@ def module_name(path: pathlib.Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def dynamic_imports(tree: ast.AST) -> list[tuple[int, str | None]]:
+    """(line, module name or None when not a literal) of every `importlib.import_module(...)`,
+    `import_module(...)` and `__import__(...)` call: imports by name that an `import`
+    statement would show."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name in ("import_module", "__import__"):
+            arg = node.args[0]
+            literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            found.append((node.lineno, arg.value if literal else None))
+    return found
+
+
 def imports_of(path: pathlib.Path, modules: set) -> set:
-    """Project modules `path` imports anywhere in its body (top level or inside functions)."""
+    """Project modules `path` imports anywhere in its body (top level or inside functions),
+    by statement or by a call with a literal name (importlib.import_module, __import__)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -26,6 +45,7 @@ def imports_of(path: pathlib.Path, modules: set) -> set:
         else:
             continue
         found.update(n for n in names if n in modules)
+    found.update(name for _, name in dynamic_imports(tree) if name in modules)
     return found
 
 
@@ -70,11 +90,43 @@ def test_the_cycle_finder_finds_a_function_level_circle(tmp_path):
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_no_project_module_imports_by_name():
+    """An import by name (importlib, __import__) hides a dependency from every reader and
+    from the circle check: the project imports with statements only."""
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    found = [f"{p.relative_to(ROOT)}:{line} {name or '<computed name>'}" for p in files
+             for line, name in dynamic_imports(ast.parse(p.read_text(encoding="utf-8")))]
+    assert not found, found
+
+
+def test_the_import_reader_sees_imports_by_name(tmp_path):
+    a = tmp_path / "a.py"
+    a.write_text("import importlib\nfrom importlib import import_module\n"
+                 "def f():\n    importlib.import_module('b')\n"
+                 "def g():\n    return __import__('c'), import_module('d'), import_module(NAME)\n")
+    assert imports_of(a, {"a", "b", "c", "d"}) == {"b", "c", "d"}
+    assert [name for _, name in dynamic_imports(ast.parse(a.read_text()))] == ["b", "c", "d", None]
+    assert find_cycle({"a": imports_of(a, {"a", "b"}), "b": {"a"}}) == ["a", "b", "a"]
+
+
 def test_edge_runtime_imports_nothing_of_the_training_side():
     graph = project_graph()
     for module, deps in graph.items():
         if module.startswith("edge_runtime"):
             assert all(d.split(".")[0] in ("edge_runtime", "glat_core") for d in deps), (module, deps)
+
+
+def test_the_library_imports_nothing_downstream():
+    """glat_tf is the library: no module of it imports the commands and artifacts built on
+    it (train, export, bench, the edge runtime), not even inside a function."""
+    downstream = ("train", "export", "edge_runtime", "bench", "tests")
+    for path in sorted((ROOT / "glat_tf").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and n.module and n.level == 0]
+        wrong = sorted({n for n in names if n.split(".")[0] in downstream})
+        assert not wrong, (str(path.relative_to(ROOT)), wrong)
 
 
 def top_level_imports(path: pathlib.Path) -> set:

@@ -21,6 +21,7 @@ from glat_tf import class_names
 from glat_core.cli_errors import one_line_errors
 from glat_tf.data import pipeline
 from glat_tf.data.labels import LabelMap
+from glat_tf.loading import load_model
 from glat_tf.metrics import tagging_scores
 from glat_tf.model import GlatModel
 from train import plots
@@ -144,7 +145,7 @@ def evaluate(model_path: str, eval_glob: str, out_dir: str, *, batch_size: int =
              labels_csv: str | None = None, sweep_n=(), sweep_tau=(), strong_labels=None,
              progress: bool = True) -> dict:
     """Runs every report the CLI offers; returns {stream: summary dict}."""
-    model = keras.models.load_model(model_path)
+    model = load_model(model_path)
     num_classes = model.num_classes
     label_map = find_labels(model, model_path, eval_glob, labels_csv)
     if sweep_n and max(sweep_n) > num_classes:
@@ -173,7 +174,7 @@ def evaluate(model_path: str, eval_glob: str, out_dir: str, *, batch_size: int =
                             for s, v in group["mAP"].items())
             print(f"{name:6s} events ({len(group['classes'])} classes): {maps}", flush=True)
     if sweep_n or sweep_tau:
-        if not isinstance(model, GlatModel):
+        if not model.n_clips:
             raise ValueError("--sweep-n/--sweep-tau need a GL-AT model, not a plain backbone")
         points = sweep(model, make_dataset, sweep_n, sweep_tau, total=total, progress=progress)
         with open(os.path.join(out_dir, "sweep.json"), "w", encoding="utf-8") as f:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 
-import keras
 import numpy as np
+
+from glat_tf.base_model import TaggingModel
+from glat_tf.loading import load_backbone_source
 
 HEAD_LAYER = "fc_audioset"  # the classifier; its shape follows the label set
 
 
 def streams(model) -> dict:
     """The backbones of a GlatModel (`global`, `local`), a BackboneTagger (`global`) or a bare backbone."""
-    found = {name: getattr(model, f"{name}_backbone") for name in ("global", "local")
-             if hasattr(model, f"{name}_backbone")}
-    return found or {"global": model}
+    if not isinstance(model, TaggingModel):
+        return {"global": model}
+    return {"global": model.global_backbone,
+            **({"local": model.local_backbone} if model.n_clips else {})}
 
 
 def copy_backbone(source, target) -> list[str]:
@@ -53,7 +56,7 @@ def load_init(model, path: str) -> str:
         return _load_panns(model, targets, path)
     if not path.endswith(".keras"):
         raise ValueError(f"--init {path}: expected a .keras model or a PANNs .pth checkpoint")
-    source = streams(keras.models.load_model(path))
+    source = streams(load_backbone_source(path))
     skipped = []
     for name, target in targets.items():
         skipped += copy_backbone(source.get(name, source["global"]), target)

@@ -1,12 +1,13 @@
 """glat-ingest --runner beam: the local runner's shard plan, per-clip step and shard writer on Apache Beam.
 
 One Beam element is one shard (its rows as a JSON line): a worker decodes its clips with the
-same `ingest._decode_task` as the process pool, writes the shard with `ingest.write_shard`
-under a temporary name, renames it and leaves its manifest entry in `<out>/.ingest/`. The
-driver merges those entries into manifest.json and rejects.csv, so a failed or killed
-pipeline keeps every finished shard, and a rerun writes only the rest. Shards rather than
-clips are the elements: a clip-level shuffle would move every decoded clip (1.2 TB for
-AudioSet) through Beam's shuffle. The plan goes to files, not into the pipeline graph:
+same `shard_writer.decode_task` as the process pool, writes the shard with
+`shard_writer.write_shard` under a temporary name, renames it and leaves its manifest entry
+in `<out>/.ingest/`. The driver (ingest.py: the plan and the manifest book) merges those
+entries into manifest.json and rejects.csv, so a failed or killed pipeline keeps every
+finished shard, and a rerun writes only the rest. Shards rather than clips are the elements:
+a clip-level shuffle would move every decoded clip (1.2 TB for AudioSet) through Beam's
+shuffle. The plan goes to files, not into the pipeline graph:
 2M rows would exceed Dataflow's job-graph limit.
 
 Beam's own options pick the engine: none gives the DirectRunner with `workers` processes;
@@ -24,7 +25,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from tqdm import tqdm
 
-from glat_tf.data import ingest, storage
+from glat_tf.data import storage
+from glat_tf.data.shard_writer import Row, Settings, clip_task, decode_task, write_shard
 
 STATE = ".ingest"  # beside the shards: plan files and the entries of finished shards
 _SHARDS_PER_PLAN_FILE = 64
@@ -33,17 +35,17 @@ _SHARDS_PER_PLAN_FILE = 64
 class WriteShard(beam.DoFn):
     """A plan line -> the written shard; its manifest entry goes to <out>/.ingest/<file>.json."""
 
-    def __init__(self, out_dir: str, settings: ingest.Settings):
+    def __init__(self, out_dir: str, settings: Settings):
         self.out_dir, self.settings = out_dir, settings
 
     def process(self, line: str):
         job = json.loads(line)
-        rows = [ingest.Row(a, p, tuple(labels), tuple(stamp)) for a, p, labels, stamp in job["rows"]]
+        rows = [Row(a, p, tuple(labels), tuple(stamp)) for a, p, labels, stamp in job["rows"]]
         path = storage.join(self.out_dir, job["file"])
-        results = (ingest._decode_task(ingest._clip_task(r, self.settings)) for r in rows)
+        results = (decode_task(clip_task(r, self.settings)) for r in rows)
         # A retried bundle rewrites the same bytes under its own temporary name.
-        entry = ingest.write_shard(path, f"{path}.tmp-beam-{uuid.uuid4().hex}", rows, results,
-                                   self.settings, job["fingerprint"])
+        entry = write_shard(path, f"{path}.tmp-beam-{uuid.uuid4().hex}", rows, results,
+                            self.settings, job["fingerprint"])
         storage.write_atomic(storage.join(self.out_dir, STATE, f"{job['file']}.json"),
                              json.dumps(entry))
         yield job["file"]

@@ -13,9 +13,7 @@ import argparse
 import collections
 import contextlib
 import csv
-import dataclasses
 import hashlib
-import importlib
 import io
 import json
 import multiprocessing
@@ -35,39 +33,12 @@ from glat_core.console import Progress as tqdm  # plain lines in logs
 from glat_core import console
 from glat_core.cli_errors import one_line_errors
 from glat_tf.data import storage
-from glat_tf.data.decode import ClipError, decode_clip  # noqa: F401 (ingest.ClipError)
 from glat_tf.data.labels import LabelMap, audioset_labels_csv, read_list_csv, read_segments_csv
+# Row, Settings, write_shard: the rows, settings and writer of both runners (ingest.Row, ...).
+from glat_tf.data.shard_writer import Row, Settings, clip_task, decode_task, write_shard
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")  # preference order when several exist
 FORMAT = "glat_tf.shards/1"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)  # slots: 2M rows of AudioSet stay small
-class Row:
-    audio_id: str
-    path: str
-    labels: tuple[int, ...]
-    stamp: tuple[int, int]  # (bytes, mtime_ns): in the shard fingerprint, so a replaced file is re-read
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    sample_rate: int = 32000
-    clip_seconds: float = 10.0
-    shard_size: int = 256
-    gzip: bool = False
-
-    @property
-    def clip_samples(self) -> int:
-        return int(round(self.sample_rate * self.clip_seconds))
-
-
-def _decode_task(task):
-    """The per-clip step of both runners: (path, rate, samples) -> (int16 bytes | None, reason, detail)."""
-    try:
-        return decode_clip(*task).tobytes(), "", ""
-    except ClipError as err:
-        return None, err.reason, err.detail
 
 
 def _find_audio(audio_dir: str) -> dict[str, str]:
@@ -154,9 +125,9 @@ def _ordered_results(pool, tasks, max_in_flight: int):
     pending: collections.deque = collections.deque()
     for task in tasks:
         if pool is None:
-            yield _decode_task(task)
+            yield decode_task(task)
             continue
-        pending.append(pool.apply_async(_decode_task, (task,)))
+        pending.append(pool.apply_async(decode_task, (task,)))
         if len(pending) >= max_in_flight:
             yield pending.popleft().get()
     while pending:
@@ -167,11 +138,11 @@ def _make_pool(workers: int):
     if workers <= 1:
         return None
     # forkserver: workers start from a clean interpreter (no TensorFlow threads to fork),
-    # preloading this module once instead of once per worker.
+    # preloading the per-clip step's module once instead of once per worker.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload([__name__])
+        context.set_forkserver_preload([decode_task.__module__])
     return context.Pool(workers)
 
 
@@ -280,43 +251,6 @@ class SplitBook:
         self.last_flush = time.monotonic()
 
 
-def write_shard(path: str, tmp: str, shard_rows, results, settings: Settings,
-                fingerprint: str) -> dict:
-    """Write one shard from its rows and their per-clip results (in order); both runners.
-
-    The shard exists under its final name only once complete. Returns its manifest entry;
-    uncompressed shards also list each record's byte offset and labels (the index that
-    balanced sampling draws from).
-    """
-    from glat_tf.data import schema  # TensorFlow only in the writing process
-
-    counts, rejects, offsets, labels, at = collections.Counter(), [], [], [], 0
-    with schema.tf.io.TFRecordWriter(storage.local(tmp), "GZIP" if settings.gzip else "") as writer:
-        for row, (pcm, reason, detail) in zip(shard_rows, results):
-            if pcm is None:
-                rejects.append((row.audio_id, row.path, reason, detail))
-                continue
-            record = schema.encode_example(row.audio_id, np.frombuffer(pcm, np.int16),
-                                           settings.sample_rate, row.labels)
-            writer.write(record)
-            offsets.append(at)
-            labels.append(list(row.labels))
-            at += len(record) + 16  # TFRecord framing: length, its CRC, data, the data's CRC
-            counts.update(row.labels)
-    storage.rename(tmp, path)
-    entry = {"file": storage.basename(path), "fingerprint": fingerprint,
-             "num_records": len(offsets), "bytes": storage.size(path),
-             "class_counts": {str(k): v for k, v in sorted(counts.items())},
-             "rejects": [list(r) for r in rejects]}
-    if not settings.gzip:
-        entry.update(offsets=offsets, labels=labels)
-    return entry
-
-
-def _clip_task(row: Row, settings: Settings):
-    return row.path, settings.sample_rate, settings.clip_samples
-
-
 def plan_split(*, out: str, split: str, segments_csv: str | None, list_csv: str | None,
                labels_csv: str | None, audio_dir: str | None, settings: Settings):
     """Rows, rejects and shard plan; the SplitBook; and the shards still to write, for any runner."""
@@ -351,9 +285,7 @@ def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: s
                                           list_csv=list_csv, labels_csv=labels_csv,
                                           audio_dir=audio_dir, settings=settings)
     if runner == "beam":
-        # Looked up by name, as a plug-in: beam_ingest builds on this module (its per-clip
-        # step and shard writer), and apache-beam is an optional extra.
-        beam_ingest = importlib.import_module("glat_tf.data.beam_ingest")
+        from glat_tf.data import beam_ingest  # here: apache-beam is an optional extra
         written = beam_ingest.run(book, plan, fingerprints, workers=workers, beam_args=beam_args,
                                   progress=progress)
         return dict(book.summary(), shards_written=written, shards_kept=len(plan) - written)
@@ -361,7 +293,7 @@ def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: s
         raise ValueError(f"runner must be 'local' or 'beam', got {runner!r}")
     todo = [(name, shard_rows) for name, shard_rows in plan
             if not book.is_complete(name, fingerprints[name])]
-    tasks = (_clip_task(r, settings) for _, shard_rows in todo for r in shard_rows)
+    tasks = (clip_task(r, settings) for _, shard_rows in todo for r in shard_rows)
     pool = _make_pool(workers)
     written = 0
     try:
