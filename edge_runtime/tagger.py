@@ -145,6 +145,23 @@ class Tagger:
         result = tagger._run(audio, len(audio))
         return dataclasses.replace(result, start=start, end=start + len(audio))
 
+    def global_outputs(self, audio: np.ndarray):
+        """The global model alone on `audio` at its own length (exact mode's models):
+        a GlobalView with its `global_` scores and `framewise` activations. What export's
+        report times and checks, without reaching into the pipeline."""
+        tagger = self if self.mode == "exact" else self._exact()
+        audio = pad_to(np.asarray(audio, np.float32), self.min_samples)
+        return tagger.features(audio, len(audio))
+
+    def crop_scores(self, audio: np.ndarray, starts) -> np.ndarray:
+        """The local model's scores (len(starts), L) of the crops of `audio` at `starts`
+        (samples), each run afresh (no cache, no budget): what acceptance compares with
+        the Keras local stream on the same crops."""
+        if not self.n_clips:
+            raise ValueError("a backbone-only export has no local model")
+        tagger = self if self.mode == "exact" else self._exact()
+        return tagger.local.scorer(np.asarray(audio, np.float32), 0, [int(s) for s in starts])
+
     def _run(self, history: np.ndarray, stream_end: int) -> HopResult:
         view = self.features(history, stream_end)
         if view.global_.shape != (self.num_classes,):

@@ -104,7 +104,7 @@ def litert_outputs(tagger, waveforms: np.ndarray, reference: dict) -> dict[str, 
         result = tagger(waveform)  # no stream_end: an independent window
         rows.append({"fused": result.fused, "global": result.global_, "local": result.local,
                      "clip_starts": result.clip_starts, "selected_classes": result.selected_classes})
-        same.append(tagger.local.scorer(waveform, 0, [int(s) for s in starts]))
+        same.append(tagger.crop_scores(waveform, starts))
     got = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     got["same_crops"] = np.stack(same)
     return got

@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 
-from edge_runtime import glue
 from edge_runtime.streaming import full_budget
 from edge_runtime.tagger import CROP_BUDGET, DEFAULT_MODE
 
@@ -47,11 +46,10 @@ def latency_ms(tagger, waveform: np.ndarray, runs: int) -> dict:
     exact-mode pipeline (an independent window each time)."""
     tagger(waveform)  # warms up
     starts = [int(s) for s in tagger(waveform).clip_starts]
-    crops = glue.cut_crops(waveform, starts, tagger.crop_samples)
     timings = {"global": [], "local": [], "pair": []}
     for _ in range(runs):
-        for name, call in (("global", lambda: tagger.features.model(waveform[None])),
-                           ("local", lambda: tagger.local.scorer.model(crops)),
+        for name, call in (("global", lambda: tagger.global_outputs(waveform)),
+                           ("local", lambda: tagger.crop_scores(waveform, starts)),
                            ("pair", lambda: tagger(waveform))):
             start = time.perf_counter()
             call()

@@ -85,7 +85,7 @@ def test_device_install_has_no_tensorflow_and_tags_a_file(device, tmp_path_facto
     assert tag.returncode == 0, tag.stderr[-2000:]
     assert "Traceback" not in tag.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(records) == 1 and records[0]["end_seconds"] == 7.0
+    assert records and records[-1]["end_seconds"] == 7.0  # the file's end is tagged
     from glat_core.tagger import Tagger
     want = Tagger.load(pair.dir).tag(CLIP).records(top_k=2, file=CLIP)
     assert records == [json.loads(json.dumps(r)) for r in want]
