@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import shutil
 import signal
@@ -52,28 +54,96 @@ class Checkpointer:
         self.checkpoint.restore(path).expect_partial()
         return int(self.step.numpy())
 
+    def latest_step(self) -> int | None:
+        path = self.latest
+        return None if path is None else int(path.rsplit("-", 1)[1])
+
     def save(self) -> str | None:
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        """Writes the checkpoint of the current step. TensorFlow writes the data under a
+        temporary name and updates the `checkpoint` file last, so a run killed meanwhile
+        resumes from the previous one; a failed write (a full disk) raises
+        CheckpointWriteError with the previous checkpoint intact."""
+        number = int(self.step.numpy())
+        try:
+            path = self.manager.save(checkpoint_number=number)
+        except (tf.errors.OpError, OSError) as exc:
+            prefix = os.path.join(self.manager.directory, f"ckpt-{number}")
+            for partial in glob.glob(glob.escape(prefix) + ".*") + glob.glob(
+                    glob.escape(prefix) + "_temp*"):
+                _remove(partial)
+            previous = self.latest_step() if self.is_chief else None
+            kept = (f"the checkpoint of step {previous} is intact" if previous is not None
+                    else "there was no earlier checkpoint")
+            reason = getattr(exc, "message", None) or str(exc)
+            raise CheckpointWriteError(
+                f"could not write the checkpoint of step {number} to {self.manager.directory} "
+                f"({reason.splitlines()[0] if reason else type(exc).__name__}); {kept}: free "
+                "space, then continue with --resume") from None
         if not self.is_chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
             return None
         return path
 
 
+class CheckpointWriteError(RuntimeError):
+    """The disk refused a checkpoint (full, quota, file size limit); the previous one stands."""
+
+
+_PARTIAL = ".partial-"  # the prefix of a save in progress: never a name a user loads
+
+
 def save_keras(model, path: str) -> None:
     """model.save(path), and `labels.csv` beside it for people and older tools (the class
     names travel inside the model; nothing reads this file back).
 
-    Written to a temporary name first, so a killed run never leaves half a `.keras` file.
+    Written into a temporary sibling folder and moved into place, so a killed run never
+    leaves half a `.keras` file where one is loaded (nor a `*.keras` file beside it).
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    with tempfile.TemporaryDirectory(prefix=_PARTIAL, dir=folder) as tmp:
+        model.save(os.path.join(tmp, os.path.basename(path)))
+        os.replace(os.path.join(tmp, os.path.basename(path)), path)
     labels = class_names.from_model(model)
     if labels is not None:
         labels.to_csv(os.path.join(folder, LABELS_NAME))
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f"{_PARTIAL}{os.getpid()}-{os.path.basename(path)}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, value) -> None:
+    _write_atomic(path, json.dumps(value, indent=1))
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        os.remove(path)
+
+
+def clean_partial_saves(out_dir: str) -> None:
+    """Removes what a killed run left half-written (temporary save folders, checkpoint temps)."""
+    for path in glob.glob(os.path.join(glob.escape(out_dir), _PARTIAL + "*")) + glob.glob(
+            os.path.join(glob.escape(out_dir), "checkpoints", "*_temp*")):
+        _remove(path)
+
+
+def trim_eval_log(path: str, last_step: int) -> None:
+    """Drops the evaluations after `last_step` (a resumed run repeats them), atomically."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if json.loads(line)["step"] <= last_step]
+    if len(kept) != len(lines):
+        _write_atomic(path, "".join(kept))
 
 
 class StopRequest:
