@@ -35,7 +35,11 @@ class Checkpointer:
         self.step = step
         self.is_chief = is_chief
         self.directory = os.path.join(out_dir, "checkpoints")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        # Every variable by its path: Keras 3 layers kept in Python lists are not in
+        # TensorFlow's object graph, and the random generators' states must resume too.
+        self.checkpoint = tf.train.Checkpoint(model_variables=_by_path(model.variables),
+                                              optimizer_variables=_by_path(optimizer.variables),
+                                              step=step)
         write_dir = self.directory if is_chief else tempfile.mkdtemp(prefix="glat-ckpt-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir,
                                                   max_to_keep=max_to_keep)
@@ -49,9 +53,10 @@ class Checkpointer:
         path = self.latest
         if path is None:
             return 0
-        # expect_partial: the optimizer's slot variables of an unbuilt optimizer are not
-        # an error; everything the model and step hold must match.
-        self.checkpoint.restore(path).expect_partial()
+        if not any(name.startswith("model_variables/") for name, _ in tf.train.list_variables(path)):
+            raise ValueError(f"{path} was written by an older glat-fit that did not keep every "
+                             "weight: it cannot be resumed exactly; start a new --out")
+        self.checkpoint.restore(path).assert_consumed()
         return int(self.step.numpy())
 
     def latest_step(self) -> int | None:
@@ -83,6 +88,20 @@ class Checkpointer:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
             return None
         return path
+
+
+def _by_path(variables) -> dict:
+    """{path: variable}, a variable met twice (shared weights) once, equal paths numbered."""
+    found, seen = {}, set()
+    for variable in variables:
+        if id(variable) in seen:
+            continue
+        seen.add(id(variable))
+        key, n = variable.path, 1
+        while key in found:
+            key, n = f"{variable.path}#{n}", n + 1
+        found[key] = variable
+    return found
 
 
 class CheckpointWriteError(RuntimeError):
