@@ -13,6 +13,7 @@ import threading
 import tensorflow as tf
 
 from glat_tf import class_names
+from glat_tf.data.damage import plain_message
 
 LABELS_NAME = class_names.SIDECAR
 
@@ -35,10 +36,10 @@ class Checkpointer:
         self.step = step
         self.is_chief = is_chief
         self.directory = os.path.join(out_dir, "checkpoints")
-        # Every variable by its path: Keras 3 layers kept in Python lists are not in
+        # Every variable, listed: Keras 3 layers kept in Python lists are not in
         # TensorFlow's object graph, and the random generators' states must resume too.
-        self.checkpoint = tf.train.Checkpoint(model_variables=_by_path(model.variables),
-                                              optimizer_variables=_by_path(optimizer.variables),
+        self.checkpoint = tf.train.Checkpoint(model_variables=_distinct(model.variables),
+                                              optimizer_variables=_distinct(optimizer.variables),
                                               step=step)
         write_dir = self.directory if is_chief else tempfile.mkdtemp(prefix="glat-ckpt-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, write_dir,
@@ -56,7 +57,11 @@ class Checkpointer:
         if not any(name.startswith("model_variables/") for name, _ in tf.train.list_variables(path)):
             raise ValueError(f"{path} was written by an older glat-fit that did not keep every "
                              "weight: it cannot be resumed exactly; start a new --out")
-        self.checkpoint.restore(path).assert_consumed()
+        try:
+            self.checkpoint.restore(path).assert_consumed()
+        except AssertionError as exc:  # another model, or another glat-fit's layout
+            raise ValueError(f"{path} does not match this model and optimizer (another "
+                             f"--backbone or settings?): {str(exc).splitlines()[0][:200]}") from None
         return int(self.step.numpy())
 
     def latest_step(self) -> int | None:
@@ -79,29 +84,21 @@ class Checkpointer:
             previous = self.latest_step() if self.is_chief else None
             kept = (f"the checkpoint of step {previous} is intact" if previous is not None
                     else "there was no earlier checkpoint")
-            reason = getattr(exc, "message", None) or str(exc)
             raise CheckpointWriteError(
                 f"could not write the checkpoint of step {number} to {self.manager.directory} "
-                f"({reason.splitlines()[0] if reason else type(exc).__name__}); {kept}: free "
-                "space, then continue with --resume") from None
+                f"({plain_message(exc)}); {kept}: free space, then continue with --resume"
+            ) from None
         if not self.is_chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
             return None
         return path
 
 
-def _by_path(variables) -> dict:
-    """{path: variable}, a variable met twice (shared weights) once, equal paths numbered."""
-    found, seen = {}, set()
-    for variable in variables:
-        if id(variable) in seen:
-            continue
-        seen.add(id(variable))
-        key, n = variable.path, 1
-        while key in found:
-            key, n = f"{variable.path}#{n}", n + 1
-        found[key] = variable
-    return found
+def _distinct(variables) -> list:
+    """The variables in order, one met twice (shared weights) once. By position, not by path:
+    Keras numbers the names of a second model built in one process (adam_2, glat_model_1)."""
+    seen = set()
+    return [v for v in variables if not (id(v) in seen or seen.add(id(v)))]
 
 
 class CheckpointWriteError(RuntimeError):

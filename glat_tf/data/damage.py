@@ -4,6 +4,7 @@ pipeline, the index sampler, the eval reader) and read by the training loop."""
 from __future__ import annotations
 
 import collections
+import re
 import threading
 
 
@@ -49,3 +50,10 @@ def fail_on(line, skip: bool):
     if skip:
         return None
     return tf.debugging.Assert(tf.equal(tf.strings.length(line), 0), [line])
+
+
+def plain_message(exc: BaseException) -> str:
+    """A TensorFlow error's message on one line, without its graph-node and op decorations."""
+    text = getattr(exc, "message", None) or str(exc)
+    text = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", text)
+    return " ".join(text.split()) or type(exc).__name__

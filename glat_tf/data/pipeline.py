@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 
 import numpy as np
 import tensorflow as tf
 
 from glat_tf.data import sampler, schema, verify
-from glat_tf.data.damage import DAMAGE, ShardDamage, fail_on  # noqa: F401 (pipeline.DAMAGE)
+from glat_tf.data.damage import DAMAGE, ShardDamage, fail_on, plain_message  # noqa: F401 (pipeline.DAMAGE)
 
 _CHUNK = 64  # records parsed together: batched parsing is ~10x cheaper per record
 _READ_BUFFER = 1 << 20
@@ -55,8 +54,7 @@ def input_error_line(exc: Exception) -> str:
     line = DAMAGE.line_in(str(exc))
     if line is not None:
         return line
-    text = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", str(exc)).strip()
-    text = " ".join(text.split())
+    text = plain_message(exc)
     return (f"unreadable training or evaluation data ({text}); no manifest.json lists these "
             "files, so the file is unknown: check the folder with glat-ingest --verify")
 
