@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from test_export import tiny_labels, tiny_model
+from test_export_cli import saved  # noqa: F401 (fixture: a tiny GlatModel .keras)
 
 # Sends <signal> to the export once it has written half of its first .tflite file.
 INTERRUPT = '''
@@ -24,17 +24,9 @@ pathlib.Path.write_bytes = interrupted
 '''
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    tiny_model().save(folder / "model.keras")
-    tiny_labels().to_csv(folder / "labels.csv")
-    return folder / "model.keras"
-
-
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("name,code", [("SIGTERM", 128 + 15), ("SIGKILL", -9)])
-def test_an_interrupted_tflite_export_leaves_no_partial_model(saved, tmp_path, name, code):
+def test_an_interrupted_tflite_export_leaves_no_partial_model(saved, tmp_path, name, code):  # noqa: F811
     out = tmp_path / "lite"
     out.mkdir()
     (out / "global_f32.tflite").write_bytes(b"the previous export")  # kept whole, or replaced
