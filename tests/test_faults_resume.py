@@ -168,3 +168,21 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(data, tmp
     again, _ = run_cli([*common, "--steps", "4", "--resume"])
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed" in again.stdout and "at step 2" in again.stdout
+
+
+@pytest.mark.parametrize("index", (True, False), ids=("indexed", "streaming"))
+def test_a_seeded_stream_started_at_batch_k_is_the_tail_of_the_whole_stream(tmp_path, index):
+    from glat_tf.data import pipeline
+
+    root = make_set(tmp_path, n_train=24, n_eval=8, index=index)
+    pattern = str(root / "train" / "train-*.tfrecord")
+
+    def batches(start, n):
+        ds = pipeline.train_dataset(pattern, 4, 4, seed=3, mixup_alpha=0.4, crop_samples=16000,
+                                    shuffle_buffer=16, start_batch=start)
+        return [(w.numpy(), y.numpy()) for w, y in ds.take(n)]
+
+    whole, tail = batches(0, 7), batches(4, 3)
+    for (w1, y1), (w2, y2) in zip(whole[4:], tail, strict=True):
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(y1, y2)
