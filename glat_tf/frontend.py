@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -68,7 +70,11 @@ class SpecAugment(keras.layers.Layer):
         self.freq_stripes = freq_stripes
         # A layer-owned generator (not tf.random's global one): its state is a variable, so a
         # checkpoint holds it and a resumed run draws the stripes an uninterrupted one draws.
+        # Seeded from Python's RNG (as Keras does) without advancing it: the layers built
+        # after this one draw the initial weights they drew before it had a generator.
+        state = random.getstate()
         self.seed_generator = keras.random.SeedGenerator()
+        random.setstate(state)
 
     def _stripes(self, batch, size, max_width, count, dtype):
         """A (batch, size) keep-mask with `count` stripes of width in [0, max_width) per row."""

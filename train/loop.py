@@ -121,8 +121,9 @@ class Trainer:
 
     `build_model()` is called inside `strategy.scope()` and must return a built model;
     `train_data(input_context, seed, start_batch)` returns the infinite (waveform, labels)
-    dataset of one input pipeline from its batch `start_batch` on (what a run resumed at
-    that point would see: a seeded pipeline must give the same batches); `eval_data()` the whole eval set (or None: no evaluation).
+    dataset of one input pipeline from its batch `start_batch` on (a seeded pipeline gives
+    the batches an uninterrupted run sees there); `eval_data()` the whole eval set (or
+    None: no evaluation).
 
     Example:
         trainer = Trainer(strategy, build_model, train_data, eval_data, settings, "runs/x")
@@ -244,9 +245,11 @@ class Trainer:
         if self.start_step:  # evaluations after the checkpoint are repeated: keep one of each
             trim_eval_log(os.path.join(self.out_dir, "eval_log.jsonl"), self.start_step)
         self._skipped_at_start, self._skipped_logged = DAMAGE.skipped, 0
-        # The same seed on resume: the pipeline restarts at the batch the checkpoint reached.
+        # The same seed on resume: the pipeline restarts at the batch the checkpoint reached
+        # (an unseeded stream is random anyway: nothing to skip).
+        start = self.start_step if s.seed is not None else 0
         dataset = self.strategy.distribute_datasets_from_function(
-            lambda context: self.train_data(context, s.seed, self.start_step * (
+            lambda context: self.train_data(context, s.seed, start * (
                 context.num_replicas_in_sync // context.num_input_pipelines)))
         self._iterator = iter(dataset)
         try:
