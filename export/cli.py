@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from glat_core import console  # noqa: E402  first: TensorFlow's start-up stays quiet
@@ -64,6 +69,34 @@ def _saved_model(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _staged(out: str):
+    """A hidden sibling folder to export into; at the end each of its files replaces its
+    namesake in `out` (os.replace, metadata last), so a killed or SIGTERMed export never
+    leaves a partial file where the runtime loads one. SIGTERM ends the export cleanly."""
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.partial-", dir=os.path.dirname(out))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal) if main_thread else None
+    try:
+        yield tmp
+        os.makedirs(out, exist_ok=True)
+        for name in sorted(os.listdir(tmp), key=lambda n: (n.endswith(".json"), n)):
+            target = os.path.join(out, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(tmp, name), target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def _tflite(args) -> int:
     from glat_tf.loading import load_model
     from glat_tf import class_names
@@ -86,8 +119,9 @@ def _tflite(args) -> int:
     if "int8" in variants:
         calibration = read_calibration(args.calibration, model.num_classes, window,
                                        args.calibration_clips)
-    meta = export_tflite(model, args.out, labels, variants=variants, window_samples=window,
-                         calibration=calibration, streaming=args.streaming)
+    with _staged(args.out) as staging:
+        meta = export_tflite(model, staging, labels, variants=variants, window_samples=window,
+                             calibration=calibration, streaming=args.streaming)
     for variant, files in meta["variants"].items():
         print(f"{variant}: " + ", ".join(f"{args.out}/{name}" for name in files.values()))
     print(f"metadata: {args.out}/{meta.get('record', 'metadata.json')} (labels from {source})")

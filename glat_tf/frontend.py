@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -62,15 +64,23 @@ class SpecAugment(keras.layers.Layer):
         self.time_stripes = time_stripes
         self.freq_width = freq_width
         self.freq_stripes = freq_stripes
+        # A layer-owned generator (not tf.random's global one): its state is a variable, so a
+        # checkpoint holds it and a resumed run draws the stripes an uninterrupted one draws.
+        # Seeded from Python's RNG (as Keras does) without advancing it: the layers built
+        # after this one draw the initial weights they drew before it had a generator.
+        state = random.getstate()
+        self.seed_generator = keras.random.SeedGenerator()
+        random.setstate(state)
 
     def _stripes(self, batch, size, max_width, count, dtype):
         """A (batch, size) keep-mask with `count` stripes of width in [0, max_width) per row."""
         keep = tf.ones([batch, size], dtype)
         positions = tf.range(size)[None, :]
         for _ in range(count):
-            width = tf.random.uniform([batch, 1], 0, max_width, dtype=tf.int32)
-            start = tf.random.uniform([batch, 1], 0, 1 << 30, dtype=tf.int32) % tf.maximum(
-                size - width, 1)
+            width = keras.random.randint([batch, 1], 0, max_width, dtype="int32",
+                                         seed=self.seed_generator)
+            start = keras.random.randint([batch, 1], 0, 1 << 30, dtype="int32",
+                                         seed=self.seed_generator) % tf.maximum(size - width, 1)
             inside = (positions >= start) & (positions < start + width)
             keep *= tf.cast(~inside, dtype)
         return keep

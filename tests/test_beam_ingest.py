@@ -9,6 +9,7 @@ import pytest
 
 from data_fixtures import small_demo  # noqa: F401 (fixture)
 from glat_tf.data import ingest, shard_writer
+from test_ingest import kill_mid_ingest_and_rerun, outputs as _outputs
 
 pytest.importorskip("apache_beam")
 
@@ -23,10 +24,6 @@ def _raw_with_a_bad_clip(small_demo, tmp_path):  # noqa: F811
     return raw, audio, victim.stem.removeprefix("Y")
 
 
-def _outputs(folder: Path) -> dict:
-    """Every file the ingest leaves (shards, manifest, rejects, labels) by name, as bytes."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()
-            and not p.name.startswith(".")}
 
 
 @pytest.mark.slow
@@ -75,3 +72,13 @@ def test_beam_resume_after_a_failed_bundle_keeps_finished_shards(small_demo, tmp
     ingest.ingest(out=str(tmp_path / "local"), **args)
     assert _outputs(out) == _outputs(tmp_path / "local")  # no duplicate, nothing missing
     assert not list((out / ".ingest").iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_killed_beam_ingest_rerun_writes_the_uninterrupted_bytes(small_demo, tmp_path):  # noqa: F811
+    raw = Path(small_demo["raw_dir"])
+    args = kill_mid_ingest_and_rerun(raw, tmp_path / "killed", "--runner", "beam")
+    assert ingest.main([*args[:-2], "--out", str(tmp_path / "whole")]) == 0  # the local runner
+    assert _outputs(tmp_path / "killed") == _outputs(tmp_path / "whole")
+    assert not list((tmp_path / "killed").glob("*.tmp-*"))

@@ -74,9 +74,9 @@ def test_training_checkpoints_the_finished_steps_before_it_stops(tmp_path):
     damaged, files = _tiny(tmp_path / "damaged", samples=64000)
     _truncate(files[0], 0.3)
 
-    def train_data(ctx, seed):  # 3 good batches, then the damaged shards
+    def train_data(ctx, seed, start):  # 3 good batches, then the damaged shards
         return pipeline.train_dataset(clean, 4, 4, seed=0).take(3).concatenate(
-            pipeline.train_dataset(damaged, 4, 4, seed=0))
+            pipeline.train_dataset(damaged, 4, 4, seed=0, skip_corrupt=False))
 
     def build():
         model = BackboneTagger("cnn6_tiny", 4, backbone_kwargs=CHEAP)

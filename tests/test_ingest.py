@@ -175,3 +175,54 @@ def test_parallel_and_gzip_output_is_deterministic(small_demo, tmp_path):  # noq
     zipped = [i.decode() for _, _, ids in pipeline.eval_dataset(
         str(tmp_path / "gz" / "eval-*.tfrecord"), 4, 10, with_ids=True) for i in ids.numpy()]
     assert zipped == plain
+
+
+def outputs(folder: Path) -> dict:
+    """Every file an ingest leaves (shards, manifest, rejects, labels) by name, as bytes."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()
+            and not p.name.startswith(".")}
+
+
+# glat-ingest slowed to ~0.1 s a clip, so that a kill lands between two finished shards.
+_SLOW_INGEST = ("import time\nfrom glat_tf.data import shard_writer\nreal = shard_writer.decode_clip\n"
+                "def slow(*a):\n    time.sleep(0.1)\n    return real(*a)\n"
+                "shard_writer.decode_clip = slow\n")
+
+
+def kill_mid_ingest_and_rerun(raw: Path, out: Path, *extra) -> list[str]:
+    """kill -9 a glat-ingest subprocess once its first shard is written, rerun it to the end;
+    returns the arguments (for the uninterrupted run to compare with)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    args = ["--segments", str(raw / "balanced_train_segments.csv"), "--labels",
+            str(raw / "class_labels_indices.csv"), "--audio-dir", str(raw / "audio"),
+            "--split", "train", "--shard-size", "3", "--workers", "1", *extra]
+    command = [sys.executable, "-c", "import sys\nfrom glat_tf.data.ingest import main\n"
+               "sys.exit(main())", *args, "--out", str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([command[0], "-c", _SLOW_INGEST + command[2], *command[3:]],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("train-*.tfrecord")):  # one shard finished: the run is mid-way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.returncode
+        time.sleep(0.02)
+    proc.kill()
+    assert proc.wait(timeout=60) == -9
+    assert len(list(out.glob("train-*.tfrecord"))) < 8  # killed before the end
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    return args
+
+
+@pytest.mark.timeout(600)
+def test_killed_ingest_rerun_writes_the_uninterrupted_bytes(small_demo, tmp_path):  # noqa: F811
+    raw = Path(small_demo["raw_dir"])
+    args = kill_mid_ingest_and_rerun(raw, tmp_path / "killed")
+    assert ingest.main([*args, "--out", str(tmp_path / "whole")]) == 0
+    killed, whole = outputs(tmp_path / "killed"), outputs(tmp_path / "whole")
+    assert sorted(killed) == sorted(whole) and len([n for n in whole if ".tfrecord" in n]) == 8
+    for name in whole:
+        assert killed[name] == whole[name], name

@@ -177,8 +177,9 @@ def _trainer(shards, out, model_fn, steps, **settings):
 
     strategy = tf.distribute.get_strategy()
     return Trainer(strategy, model_fn,
-                   lambda ctx, seed: pipeline.train_dataset(shards["train"], 4, len(TONES),
-                                                            seed=seed, input_context=ctx),
+                   lambda ctx, seed, start: pipeline.train_dataset(
+                       shards["train"], 4, len(TONES), seed=seed, input_context=ctx,
+                       start_batch=start),
                    None, LoopSettings(steps=steps, batch_size=4, seed=0, progress=False,
                                       **settings), str(out))
 

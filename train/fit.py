@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import faulthandler
 import json
 import os
 import runpy
@@ -110,8 +112,21 @@ def parse_args(argv=None) -> FitConfig:
         parser.error(str(error))
 
 
-@one_line_errors("glat-fit")
+# How long the interpreter's exit may take before the process ends anyway (a last resort:
+# the loop releases its input pipeline itself; see Trainer._release_input).
+EXIT_GRACE_SECONDS = 60
+
+
 def main(argv=None) -> int:
+    """The glat-fit command; from the command line (argv None) the process also ends if its
+    exit hangs: faulthandler's watchdog needs no GIL, prints where it hung and exits."""
+    if argv is None:
+        atexit.register(faulthandler.dump_traceback_later, EXIT_GRACE_SECONDS, exit=True)
+    return _main(argv)
+
+
+@one_line_errors("glat-fit")
+def _main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         from train.demo import run_demo

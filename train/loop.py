@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -16,7 +17,8 @@ from tensorflow.core.framework import summary_pb2
 from glat_core.console import Progress as tqdm  # plain lines in logs
 
 from glat_tf.data.pipeline import DAMAGE, READ_ERRORS, input_error_line, is_damage
-from train.checkpoints import Checkpointer, StopRequest, save_keras
+from train.checkpoints import (Checkpointer, StopRequest, clean_partial_saves, save_keras,
+                               trim_eval_log, write_json_atomic)
 from train.evaluate import format_line, main_stream, make_forward, predict, score_streams
 from train.strategy import worker_role
 
@@ -28,6 +30,19 @@ _SCALAR = summary_pb2.SummaryMetadata(
 
 class DamagedInputError(ValueError):
     """A shard of the training or evaluation data could not be read; the run checkpointed first."""
+
+
+class TrainingDivergedError(ValueError):
+    """A loss or weight became NaN or infinite; nothing was saved from that step on."""
+
+
+def finite_weights(model) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(v.value))) for v in model.weights
+               if tf.as_dtype(v.dtype).is_floating)
+
+
+def _format_losses(losses: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +120,10 @@ class Trainer:
     """Trains a TaggingModel (GlatModel or BackboneTagger) under a tf.distribute strategy.
 
     `build_model()` is called inside `strategy.scope()` and must return a built model;
-    `train_data(input_context, seed)` returns the infinite (waveform, labels) dataset
-    of one input pipeline; `eval_data()` the whole eval set (or None: no evaluation).
+    `train_data(input_context, seed, start_batch)` returns the infinite (waveform, labels)
+    dataset of one input pipeline from its batch `start_batch` on (a seeded pipeline gives
+    the batches an uninterrupted run sees there); `eval_data()` the whole eval set (or
+    None: no evaluation).
 
     Example:
         trainer = Trainer(strategy, build_model, train_data, eval_data, settings, "runs/x")
@@ -178,37 +195,74 @@ class Trainer:
             f.write(json.dumps({"step": step, **summary}) + "\n")
         stream = main_stream(summary)
         value = summary[stream]["mAP"]
-        if self.best is None or (not math.isnan(value) and value > self.best["mAP"]):
+        if not math.isnan(value) and (self.best is None or value > self.best["mAP"]):
             self.best = {"step": step, "stream": stream, "mAP": value, "summary": summary}
             save_keras(self.model, os.path.join(self.out_dir, "best.keras"))
-            with open(os.path.join(self.out_dir, "best.json"), "w", encoding="utf-8") as f:
-                json.dump(self.best, f, indent=1)
+            write_json_atomic(os.path.join(self.out_dir, "best.json"), self.best)
         return summary
 
-    def _stop_on_damage(self, exc, step: int, saved: int):
+    def _check_finite(self, step: int, losses: dict | None = None) -> None:
+        """Stops before a non-finite loss or weight reaches a checkpoint or a saved model."""
+        if losses is not None:  # every step: the losses are at hand, the weights cost a pass
+            bad = not all(map(math.isfinite, losses.values()))
+        else:
+            bad = not finite_weights(self.model)
+        if bad:
+            what = (f"non-finite loss at step {step} ({_format_losses(losses)})" if losses
+                    else f"non-finite weights after step {step}")
+            kept = self.checkpointer.latest_step()
+            raise TrainingDivergedError(
+                f"{what}; no checkpoint or model was written from it, the checkpoint of "
+                f"step {kept} is kept: lower --lr (or check the data), then continue with "
+                "--resume or start a new --out" if kept is not None else
+                f"{what}; nothing was saved: lower --lr (or check the data) and start again")
+
+    def _save(self, step: int) -> int:
+        self._check_finite(step)
+        self.checkpointer.save()
+        return step
+
+    def _damaged(self, line: str, step: int, saved: int):
         """Checkpoint the finished steps, then one line naming the damaged file (no traceback)."""
-        if not is_damage(exc):
-            raise exc
         if saved != step:
-            self.checkpointer.save()
+            self._save(step)
         kept = f"checkpoint saved at step {step}" if step else "no step was trained yet"
-        raise DamagedInputError(
-            f"{input_error_line(exc)}; {kept}: re-ingest or remove the shard (or train with "
-            "--skip-corrupt), then continue with --resume") from None
+        return DamagedInputError(
+            f"{line}; {kept}: re-ingest or remove the shard (or train with --skip-corrupt), "
+            "then continue with --resume")
+
+    def _release_input(self) -> None:
+        """Ends the input pipeline now, from this thread, not in the interpreter's exit: a
+        tf.data iterator with Python functions in flight can hang the exit (their threads
+        wait for the GIL). The tracebacks of a read error hold it too, hence the collect."""
+        self._iterator = None
+        gc.collect()
 
     def run(self) -> dict:
         s = self.settings
         os.makedirs(self.out_dir, exist_ok=True)
-        seed = None if s.seed is None else s.seed + self.start_step  # a resumed run sees new order
+        clean_partial_saves(self.out_dir)
+        if self.start_step:  # evaluations after the checkpoint are repeated: keep one of each
+            trim_eval_log(os.path.join(self.out_dir, "eval_log.jsonl"), self.start_step)
+        self._skipped_at_start, self._skipped_logged = DAMAGE.skipped, 0
+        # The same seed on resume: the pipeline restarts at the batch the checkpoint reached
+        # (an unseeded stream is random anyway: nothing to skip).
+        start = self.start_step if s.seed is not None else 0
         dataset = self.strategy.distribute_datasets_from_function(
-            lambda context: self.train_data(context, seed))
-        iterator = iter(dataset)
+            lambda context: self.train_data(context, s.seed, start * (
+                context.num_replicas_in_sync // context.num_input_pipelines)))
+        self._iterator = iter(dataset)
+        try:
+            return self._loop(s)
+        finally:
+            self._release_input()
+
+    def _loop(self, s: LoopSettings) -> dict:
         train_step = make_train_step(self.strategy, self.model, self.optimizer, s)
         agree = _stop_agreement(self.strategy)
         writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
                   if self.is_chief else tf.summary.create_noop_writer())
         step, saved, last = self.start_step, self.start_step, None
-        self._skipped_at_start, self._skipped_logged = DAMAGE.skipped, 0
         self._log_line(f"training steps {step}..{s.steps} on {self.strategy.num_replicas_in_sync} "
                        f"replica(s), global batch {s.batch_size} -> {self.out_dir}")
         started, clips_since, timer = self.start_step, 0, time.perf_counter()
@@ -216,40 +270,53 @@ class Trainer:
                 tqdm(total=s.steps, initial=step, unit="step", desc="train", file=sys.stderr,
                      disable=not (s.progress and self.is_chief), dynamic_ncols=True) as bar:
             while step < s.steps and not agree(stop.requested):
+                damage = None
                 try:
-                    losses = {k: float(v) for k, v in train_step(iterator).items()}
+                    losses = {k: float(v) for k, v in train_step(self._iterator).items()}
                 except READ_ERRORS as exc:  # a damaged shard: keep what is trained
-                    self._stop_on_damage(exc, step, saved)
+                    if not is_damage(exc):
+                        raise
+                    damage = input_error_line(exc)
+                if damage is not None:  # out of the except block: the traceback is gone
+                    self._release_input()
+                    raise self._damaged(damage, step, saved)
+                self._check_finite(step + 1, losses)
                 step += 1
                 self.step.assign(step)
                 clips_since += s.batch_size
                 bar.update(1)
                 bar.set_postfix({k.replace("_loss", ""): f"{v:.4f}" for k, v in losses.items()})
-                if not all(map(math.isfinite, losses.values())):
-                    raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
                 if step % s.log_every == 0 or step == s.steps:
                     now = time.perf_counter()
                     # The first interval holds tracing: clips/s starts after it.
                     rate = clips_since / (now - timer) if step - started > s.log_every else None
                     self._log_scalars(step, losses, rate)
                     clips_since, timer = 0, now
-                if step % s.checkpoint_every == 0:
-                    self.checkpointer.save()
-                    saved = step
                 # Evaluation runs no collective op: the other workers wait at the next step.
+                # It comes before the step's checkpoint, so a run killed while evaluating
+                # repeats the evaluation on --resume.
                 if self.is_chief and self.eval_data is not None and (
                         step % s.eval_every == 0 or step == s.steps):
+                    self._check_finite(step)
                     try:
                         last = self.evaluate(step)
                     except READ_ERRORS as exc:
-                        self._stop_on_damage(exc, step, saved)
+                        if not is_damage(exc):
+                            raise
+                        damage = input_error_line(exc)
+                    if damage is not None:
+                        gc.collect()  # the eval iterator, held by the error's traceback
+                        raise self._damaged(damage, step, saved)
+                if step % s.checkpoint_every == 0:
+                    saved = self._save(step)
             interrupted = stop.signum if step < s.steps else None
             if saved != step:
-                self.checkpointer.save()
+                saved = self._save(step)
         if interrupted is not None:
             self._log_line(f"stopped by signal {interrupted} at step {step}; checkpoint saved, "
                            "continue with --resume")
         elif self.is_chief:
+            self._check_finite(step)
             save_keras(self.model, os.path.join(self.out_dir, "final.keras"))
         return {"step": step, "interrupted": interrupted, "best": self.best, "last": last,
                 "is_chief": self.is_chief}

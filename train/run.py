@@ -135,14 +135,20 @@ def train(config: FitConfig) -> dict:
             print(load_init(model, config.init), flush=True)
         return model
 
-    def train_data(context, seed):
+    def train_data(context, seed, start_batch):
         return pipeline.train_dataset(config.train, config.batch_size, num_classes,
                                       balanced=config.balanced, mixup_alpha=config.mixup,
                                       crop_samples=crop, seed=seed, input_context=context,
-                                      skip_corrupt=config.skip_corrupt)
+                                      skip_corrupt=config.skip_corrupt, start_batch=start_batch)
 
     def eval_data():
-        return pipeline.eval_dataset(config.eval, config.eval_batch_size, num_classes)
+        return pipeline.eval_dataset(config.eval, config.eval_batch_size, num_classes,
+                                     skip_corrupt=config.skip_corrupt)
+
+    if not config.skip_corrupt:  # shards unlike their manifest stop the run before any step
+        for glob in (config.train, config.eval):
+            if glob:
+                pipeline.check_shards(glob, num_classes)
 
     settings = LoopSettings(steps=config.steps, batch_size=config.batch_size,
                             eval_every=config.eval_every,

@@ -271,6 +271,24 @@ def plan_split(*, out: str, split: str, segments_csv: str | None, list_csv: str 
     return book, plan, fingerprints
 
 
+def _remove_orphans(book, split: str) -> None:
+    """Half-written shards of a local run that was killed (kill -9 skips its own clean-up)."""
+    for stale in storage.glob(book.path(f"{split}-*.tmp-*")):
+        pid = stale.rsplit(".tmp-", 1)[1]
+        if pid.isdigit() and not storage.is_url(stale) and not _alive(int(pid)):
+            storage.remove(stale)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: str | None = None,
            labels_csv: str | None = None, audio_dir: str | None = None, workers: int = 1,
            settings: Settings = Settings(), progress: bool = True, runner: str = "local",
@@ -291,6 +309,7 @@ def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: s
         return dict(book.summary(), shards_written=written, shards_kept=len(plan) - written)
     if runner != "local":
         raise ValueError(f"runner must be 'local' or 'beam', got {runner!r}")
+    _remove_orphans(book, split)
     todo = [(name, shard_rows) for name, shard_rows in plan
             if not book.is_complete(name, fingerprints[name])]
     tasks = (clip_task(r, settings) for _, shard_rows in todo for r in shard_rows)

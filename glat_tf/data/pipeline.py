@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 
 import numpy as np
 import tensorflow as tf
 
-from glat_tf.data import sampler, schema
-from glat_tf.data.damage import DAMAGE, ShardDamage  # noqa: F401 (pipeline.DAMAGE)
+from glat_tf.data import sampler, schema, verify
+from glat_tf.data.damage import DAMAGE, ShardDamage, fail_on, plain_message  # noqa: F401 (pipeline.DAMAGE)
 
 _CHUNK = 64  # records parsed together: batched parsing is ~10x cheaper per record
 _READ_BUFFER = 1 << 20
@@ -39,22 +38,23 @@ def read_manifest(shard_dir_or_glob) -> dict:
 
 
 
-# What a damaged shard raises from an iterator: DataLossError from the reader itself, or
-# UnknownError wrapping ShardDamage.report's DataLossError (tf.py_function re-types it).
-READ_ERRORS = (tf.errors.DataLossError, tf.errors.UnknownError)
+# What a damaged shard raises from an iterator: DataLossError from a reader itself, or
+# InvalidArgumentError from the assertion that a reader's damage report turns into.
+READ_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.UnknownError,
+               tf.errors.NotFoundError)
 
 
 def is_damage(exc: Exception) -> bool:
     """A read error of damaged input (not some other failure that came out of an iterator)."""
-    return isinstance(exc, tf.errors.DataLossError) or bool(DAMAGE.last and DAMAGE.last in str(exc))
+    return isinstance(exc, tf.errors.DataLossError) or DAMAGE.line_in(str(exc)) is not None
 
 
 def input_error_line(exc: Exception) -> str:
     """One line for a read error of the input: the damaged file when a reader named it."""
-    if DAMAGE.last and DAMAGE.last in str(exc):
-        return DAMAGE.last
-    text = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", str(exc)).strip()
-    text = " ".join(text.split())
+    line = DAMAGE.line_in(str(exc))
+    if line is not None:
+        return line
+    text = plain_message(exc)
     return (f"unreadable training or evaluation data ({text}); no manifest.json lists these "
             "files, so the file is unknown: check the folder with glat-ingest --verify")
 
@@ -71,15 +71,18 @@ def _checked_reader(compression: str, skip: bool):
         counted = marked.scan(tf.constant(0, tf.int64),
                               lambda n, e: (n + 1, (e[0], e[1], n)))
 
-        def report(f, n, m):
-            DAMAGE.report(f"damaged shard {f.numpy().decode()}: read {int(n)} of its {int(m)} "
-                          "records, the rest is truncated or corrupt", int(m - n), skip)
-            return False
+        def report(f, n, m):  # never raises: see damage.ShardDamage
+            return DAMAGE.report(f"damaged shard {f.numpy().decode()}: read {int(n)} of its "
+                                 f"{int(m)} records (record {int(n)} is truncated or corrupt, "
+                                 "the rest of the file is lost)", int(m - n))
 
         def keep(record, end, n):
-            return tf.cond(end, lambda: tf.cond(
-                n < expected, lambda: tf.py_function(report, [file, n, expected], tf.bool),
-                lambda: tf.constant(False)), lambda: tf.constant(True))
+            line = tf.cond(tf.logical_and(end, n < expected),
+                           lambda: tf.py_function(report, [file, n, expected], tf.string),
+                           lambda: tf.constant(""))
+            check = fail_on(line, skip)
+            with tf.control_dependencies([] if check is None else [check]):
+                return tf.logical_not(end)
 
         return counted.filter(keep).map(lambda record, end, n: record)
 
@@ -115,37 +118,60 @@ def _list_files(file_pattern) -> list[str]:
     return sorted(set(files))
 
 
-def _describe(files: list[str], num_classes: int) -> dict:
-    """Compression, clip length and per-class counts of exactly these files, from the manifest."""
-    try:
-        manifest = read_manifest(files[0])
-    except FileNotFoundError:
-        manifest = None
+def _manifests(files: list[str]) -> dict:
+    """{folder: its manifest.json or None} for the folders of `files`."""
+    found = {}
+    for path in files:
+        folder = os.path.dirname(path)
+        if folder not in found:
+            try:
+                found[folder] = read_manifest(path)
+            except FileNotFoundError:
+                found[folder] = None
+    return found
+
+
+def _describe(file_pattern, num_classes: int, skip_corrupt: bool = False) -> tuple[list, dict]:
+    """The shards of `file_pattern` that can be read and what the manifests say of them:
+    compression, clip length, per-class counts, record counts, the index.
+
+    With manifests, every shard is checked against them before any is read (listed,
+    present, of the listed size): a damaged shard raises DamagedShardsError naming it, or
+    with `skip_corrupt` is left out and its records counted in DAMAGE.
+    """
+    files = _list_files(file_pattern)
+    manifests = _manifests(files)
     info = {"compression": None, "clip_samples": None, "class_counts": None, "num_clips": None,
             "records": None, "index": None}
-    if manifest is not None:
-        if manifest["num_classes"] > num_classes:
+    if manifests and all(m is not None for m in manifests.values()):
+        first = next(iter(manifests.values()))
+        if first["num_classes"] > num_classes:
             raise ValueError(f"num_classes={num_classes} but the shards have "
-                             f"{manifest['num_classes']} classes")
-        info["clip_samples"] = manifest["clip_samples"]
-        entries = {e["file"]: (split, e) for split, section in manifest["splits"].items()
-                   for e in section["shards"]}
-        found = [entries.get(os.path.basename(f)) for f in files]
-        if all(found):
-            counts = np.zeros(num_classes, np.int64)
-            for _, entry in found:
-                for index, n in entry["class_counts"].items():
-                    counts[int(index)] += n
-            info["class_counts"] = counts
-            info["num_clips"] = sum(entry["num_records"] for _, entry in found)
-            info["records"] = {f: entry["num_records"] for f, (_, entry) in zip(files, found)}
-            info["compression"] = manifest["splits"][found[0][0]]["compression"]
-            if not info["compression"] and all("offsets" in e for _, e in found):
-                info["index"] = [e for _, e in found]  # record offsets: balanced draws by index
+                             f"{first['num_classes']} classes")
+        files, found = verify.shards_before_reading(files, manifests, _patterns(file_pattern),
+                                                    skip_corrupt)
+        info["clip_samples"] = first["clip_samples"]
+        counts = np.zeros(num_classes, np.int64)
+        for _, entry in found:
+            for index, n in entry["class_counts"].items():
+                counts[int(index)] += n
+        info["class_counts"] = counts
+        info["num_clips"] = sum(entry["num_records"] for _, entry in found)
+        info["records"] = {f: entry["num_records"] for f, (_, entry) in zip(files, found)}
+        info["compression"] = found[0][0]
+        if not info["compression"] and all("offsets" in e for _, e in found):
+            info["index"] = [e for _, e in found]  # record offsets: balanced draws by index
+    elif manifests and any(m is not None for m in manifests.values()):
+        info["clip_samples"] = next(m for m in manifests.values() if m)["clip_samples"]
     if info["compression"] is None:  # no manifest: look at the gzip magic number
         with tf.io.gfile.GFile(files[0], "rb") as f:
             info["compression"] = "GZIP" if f.read(2) == b"\x1f\x8b" else ""
-    return info
+    return files, info
+
+
+def check_shards(file_pattern, num_classes: int, skip_corrupt: bool = False) -> list[str]:
+    """The readable shards of a glob, checked against their manifests (see `_describe`)."""
+    return _describe(file_pattern, num_classes, skip_corrupt)[0]
 
 
 def _shard(files: list[str], input_context) -> tuple[list[str], tuple[int, int] | None]:
@@ -186,22 +212,25 @@ def _balanced_copies(labels, class_counts: np.ndarray, num_clips: int, seed):
 def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: bool = True,
                   mixup_alpha: float = 0.0, crop_samples: int | None = None,
                   shuffle_buffer: int = 1024, seed: int | None = None, input_context=None,
-                  class_counts=None, skip_corrupt: bool = False) -> tf.data.Dataset:
+                  class_counts=None, skip_corrupt: bool = False,
+                  start_batch: int = 0) -> tf.data.Dataset:
     """Infinite ((B, S) float32 waveform in [-1, 1), (B, L) float32 labels) batches.
 
     class_counts (clips per class of these shards) defaults to the manifest's; balanced
     sampling needs them. With input_context, files are split across input pipelines and
     batch_size is the global batch. A shard ending before its manifest count raises
-    DataLossError naming it; with skip_corrupt its lost records are counted in
-    DAMAGE and training goes on. Example:
+    error naming it (InvalidArgumentError: see `input_error_line`); with skip_corrupt its
+    lost records are counted in DAMAGE and training goes on. The stream of a seeded call
+    is a function of the seed: `start_batch=k` starts it at its k-th batch (a resumed run
+    sees the batches it would have seen). Example:
         ds = train_dataset("shards/train-*.tfrecord", 32, 527, mixup_alpha=0.5)
         waveform, labels = next(iter(ds))
     """
     if batch_size <= 0 or mixup_alpha < 0 or (crop_samples is not None and crop_samples <= 0):
         raise ValueError(f"need batch_size > 0, mixup_alpha >= 0, crop_samples > 0; got "
                          f"{batch_size=}, {mixup_alpha=}, {crop_samples=}")
-    files = all_files = _list_files(file_pattern)
-    info = _describe(files, num_classes)
+    files, info = _describe(file_pattern, num_classes, skip_corrupt)
+    all_files = files
     explicit_counts = class_counts
     if balanced:
         class_counts = info["class_counts"] if class_counts is None else np.asarray(class_counts)
@@ -225,12 +254,12 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
         # Exact BalancedTrainSampler draws over the record index (see sampler.py); every
         # pipeline draws from all files with its own seed, as PANNs' samplers per worker do.
         ds = sampler.draw_records(sampler.RecordIndex(all_files, info["index"]), num_classes,
-                                  seed, _CHUNK, skip_corrupt)
+                                  seed, _CHUNK, skip_corrupt, start_batch * batch_size)
         ds = ds.map(lambda serialized: schema.parse_batch(serialized, num_classes),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.unbatch().map(lambda e: {"pcm": e["pcm"], "labels": e["labels"]})
         return _finish(ds, batch_size, seed, clip_samples, crop_samples, mixup_alpha,
-                       deterministic)
+                       deterministic, start_batch)
 
     ds, reader = _files_and_reader(files, info, skip_corrupt)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
@@ -255,14 +284,15 @@ def train_dataset(file_pattern, batch_size: int, num_classes: int, *, balanced: 
         # at once (a clip of a 1-in-2M class: 3,800 copies, 2.4 GB).
         ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(
             {"pcm": e["pcm"], "labels": e["labels"]}).repeat(tf.cast(e["copies"], tf.int64)))
-    ds = ds.shuffle(shuffle_buffer, seed=seed)
-    return _finish(ds, batch_size, seed, clip_samples, crop_samples, mixup_alpha, deterministic)
+    ds = ds.shuffle(shuffle_buffer, seed=seed).skip(start_batch * batch_size)  # read, not trained
+    return _finish(ds, batch_size, seed, clip_samples, crop_samples, mixup_alpha, deterministic,
+                   start_batch)
 
 
 def _finish(ds, batch_size: int, seed: int, clip_samples, crop_samples, mixup_alpha: float,
-            deterministic: bool) -> tf.data.Dataset:
+            deterministic: bool, start_batch: int = 0) -> tf.data.Dataset:
     """{"pcm", "labels"} clips -> (waveform, labels) batches: crop, decode, mixup."""
-    ds = ds.batch(batch_size, drop_remainder=True).enumerate()
+    ds = ds.batch(batch_size, drop_remainder=True).enumerate(start=start_batch)
 
     def finish(step, batch):
         pcm, length = batch["pcm"], clip_samples
@@ -291,21 +321,21 @@ def _finish(ds, batch_size: int, seed: int, clip_samples, crop_samples, mixup_al
 
 
 def eval_dataset(file_pattern, batch_size: int, num_classes: int, *, with_ids: bool = False,
-                 input_context=None) -> tf.data.Dataset:
+                 input_context=None, skip_corrupt: bool = False) -> tf.data.Dataset:
     """Every clip exactly once, in shard order (sorted audio ids), last batch kept.
 
-    A damaged shard raises DataLossError naming it (evaluation never skips records).
+    A damaged shard raises an error naming it (see `input_error_line`); with skip_corrupt
+    its unreadable records are left out and counted in DAMAGE.
 
     Yields (waveform, labels) or, with with_ids, (waveform, labels, audio_id string).
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size=}")
-    files = _list_files(file_pattern)
-    info = _describe(files, num_classes)
+    files, info = _describe(file_pattern, num_classes, skip_corrupt)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     files, record_shard = _shard(files, input_context)
-    files_ds, reader = _files_and_reader(files, info, skip_corrupt=False)
+    files_ds, reader = _files_and_reader(files, info, skip_corrupt)
     ds = files_ds.flat_map(reader)
     if record_shard is not None:
         ds = ds.shard(*record_shard)

@@ -11,10 +11,12 @@ is what glat-ingest writes into manifest.json for uncompressed shards.
 
 from __future__ import annotations
 
+import collections
+import threading
+
 import numpy as np
 import tensorflow as tf
-
-from glat_tf.data import storage
+from tensorflow.python.lib.io import _pywrap_record_io  # random-access reads, CRC-checked
 
 _BLOCK = 1024  # draws per generator call
 
@@ -30,6 +32,7 @@ class RecordIndex:
         ends = np.concatenate([np.append(np.asarray(e["offsets"][1:], np.int64), e["bytes"])
                                for e in entries])
         self.length = ends - self.offset  # 16 bytes of framing + the serialised Example
+        self.first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)  # per file
         flat = [label for e in entries for labels in e["labels"] for label in labels]
         self.classes = np.asarray(flat, np.int32)
         per_clip = [len(labels) for e in entries for labels in e["labels"]]
@@ -74,44 +77,77 @@ class BalancedTrainSampler:
         return out
 
 
-def _read_records(index: RecordIndex, skip: bool):
-    """(chunk,) clip numbers -> their serialised Examples (b"" for a skipped damaged record)."""
+class _Readers(threading.local):
+    """Open RandomRecordReaders of this thread, the least recently used closed past 32."""
+
+    def __init__(self):
+        self.open = collections.OrderedDict()
+
+    def get(self, path: str):
+        reader = self.open.pop(path, None)
+        if reader is None:
+            reader = _pywrap_record_io.RandomRecordReader(path)
+            while len(self.open) >= 32:
+                self.open.popitem(last=False)
+        self.open[path] = reader
+        return reader
+
+
+def _read_records(index: RecordIndex):
+    """(chunk,) clip numbers -> (their serialised Examples, b"" for each damaged one;
+    the first damage's line, b"" if none). Never raises (see damage.ShardDamage)."""
     from glat_tf.data.damage import DAMAGE
 
-    def read(clips: np.ndarray) -> np.ndarray:
-        out = []
+    readers = _Readers()
+
+    def read(clips: np.ndarray):
+        out, first = [], b""
         for clip in clips:
             path = index.files[index.file_of[clip]]
             offset, length = int(index.offset[clip]), int(index.length[clip])
-            with storage.open_file(path, "rb") as f:
-                f.seek(offset)
-                framed = f.read(length)
-            size = int.from_bytes(framed[:8], "little") if len(framed) >= 8 else -1
-            if len(framed) != length or size != length - 16:
-                # The length header is checked, not the CRCs: glat-ingest --verify checks those.
-                DAMAGE.report(f"damaged shard {path}: the record at byte {offset} is "
-                              f"unreadable (short or corrupt)", 1, skip)
-                out.append(b"")
-                continue
-            out.append(framed[12:12 + size])
-        return np.asarray(out, dtype=object)
+            try:
+                # TF's record reader checks the length and data CRCs of the record.
+                record, end = readers.get(path).read(offset)
+                problem = None if end - offset == length else "framing differs from the index"
+            except tf.errors.NotFoundError:
+                problem = "the file is missing"
+            except (tf.errors.OpError, IndexError, OSError) as exc:
+                problem = str(exc).split("\n")[0] or type(exc).__name__
+            if problem is not None:
+                number = clip - index.first[index.file_of[clip]]
+                line = DAMAGE.report(f"damaged shard {path}: record {number} (byte {offset}) "
+                                     f"is unreadable ({problem})", 1)
+                first = first or line.encode()
+                record = b""
+            out.append(record)
+        return np.asarray(out, dtype=object), np.asarray(first, dtype=object)
 
     return read
 
 
 def draw_records(index: RecordIndex, num_classes: int, seed: int, chunk: int,
-                 skip_corrupt: bool) -> tf.data.Dataset:
-    """Infinite batches of up to `chunk` serialised Examples in BalancedTrainSampler order."""
+                 skip_corrupt: bool, skip_draws: int = 0) -> tf.data.Dataset:
+    """Infinite batches of up to `chunk` serialised Examples in BalancedTrainSampler order,
+    from draw number `skip_draws` on (a resumed run continues where its checkpoint was)."""
+    from glat_tf.data.damage import fail_on
+
     sampler = BalancedTrainSampler(index.indptr, index.classes, num_classes, seed)
+    for _ in range(skip_draws // _BLOCK):
+        sampler.draws(_BLOCK)
+    sampler.draws(skip_draws % _BLOCK)
 
     def blocks():
         while True:
             yield sampler.draws(_BLOCK)
 
     ds = tf.data.Dataset.from_generator(blocks, output_signature=tf.TensorSpec([_BLOCK], tf.int64))
-    reader = _read_records(index, skip_corrupt)
+    reader = _read_records(index)
+
     def read(clips):
-        records = tf.ensure_shape(tf.numpy_function(reader, [clips], tf.string), [chunk])
+        records, line = tf.numpy_function(reader, [clips], (tf.string, tf.string))
+        check = fail_on(line, skip_corrupt)
+        with tf.control_dependencies([] if check is None else [check]):
+            records = tf.ensure_shape(tf.identity(records), [chunk])
         return tf.boolean_mask(records, tf.strings.length(records) > 0)  # skipped: b""
 
     return ds.unbatch().batch(chunk).map(read, num_parallel_calls=tf.data.AUTOTUNE,

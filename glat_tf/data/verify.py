@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import re
 import sys
 
@@ -52,6 +54,73 @@ def check_shard(path: str, entry: dict, compression: str, clip_samples: int,
     elif count != entry["num_records"]:
         problems.append(f"{count} of {entry['num_records']} records readable")
     return problems
+
+
+class DamagedShardsError(ValueError):
+    """Shards of a glob that do not match their manifest, found before any was read."""
+
+
+def _problems(files: list[str], manifests: dict, patterns: list[str]) -> list[tuple]:
+    """(shard, one line naming it, records it holds) for every shard that is not as listed."""
+    first_folder, first = next(iter(manifests.items()))
+    shape = ("num_classes", "sample_rate", "clip_samples")
+    problems, present = [], set(files)
+    for path in files:
+        folder = os.path.dirname(path)
+        manifest = manifests[folder]
+        if any(manifest.get(k) != first.get(k) for k in shape):
+            problems.append((path, f"shard {path} is of another dataset: its manifest.json has "
+                             + ", ".join(f"{k} {manifest.get(k)}" for k in shape)
+                             + f"; {first_folder}'s has "
+                             + ", ".join(f"{k} {first.get(k)}" for k in shape), 0))
+            continue
+        entry = _entries(manifest).get(storage.basename(path))
+        if entry is None:
+            problems.append((path, f"shard {path} is not listed in the manifest.json beside it (a "
+                             "shard of another ingest or dataset?)", 0))
+        elif "bytes" in entry and storage.size(path) != entry["bytes"]:
+            problems.append((path, f"damaged shard {path}: {storage.size(path)} bytes, its "
+                             f"manifest.json says {entry['bytes']} (truncated, empty or "
+                             "replaced)", entry["num_records"]))
+    for folder, manifest in manifests.items():
+        for name, entry in _entries(manifest).items():
+            path = storage.join(folder, name)
+            if path not in present and any(fnmatch.fnmatchcase(path, p) for p in patterns):
+                problems.append((path, f"damaged shard {path}: listed in manifest.json but missing",
+                                 entry["num_records"]))
+    return problems
+
+
+def _entries(manifest: dict) -> dict:
+    """{shard file name: its manifest entry, with its split's compression}."""
+    return {e["file"]: {**e, "compression": section.get("compression", "")}
+            for section in manifest["splits"].values() for e in section["shards"]}
+
+
+def shards_before_reading(files: list[str], manifests: dict, patterns: list[str],
+                          skip: bool) -> tuple[list[str], list[tuple[str, dict]]]:
+    """The shards fit to read and their (compression, manifest entry), checked by listing and
+    size alone (no shard is opened): a truncated shard costs no training. A damaged one raises
+    DamagedShardsError, or with `skip` is left out and its records counted in DAMAGE."""
+    from glat_tf.data.damage import DAMAGE
+
+    problems = _problems(files, manifests, patterns)
+    if problems and not skip:
+        more = f" (and {len(problems) - 1} more: glat-ingest --verify lists them)" \
+            if len(problems) > 1 else ""
+        raise DamagedShardsError(problems[0][1] + more)
+    for _, line, lost in problems:
+        DAMAGE.report(line, lost)
+    bad = {path for path, _, _ in problems}
+    kept = [f for f in files if f not in bad]
+    if not kept:
+        raise DamagedShardsError(f"no readable shard left: {problems[0][1]}")
+    found = []
+    for path in kept:
+        folder = os.path.dirname(path)
+        entry = _entries(manifests[folder])[storage.basename(path)]
+        found.append((entry["compression"], entry))
+    return kept, found
 
 
 def verify(shard_dir: str, progress: bool = True) -> tuple[list[str], dict]:
