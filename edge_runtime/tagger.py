@@ -167,12 +167,15 @@ class Tagger:
         if view.global_.shape != (self.num_classes,):
             raise ValueError(f"the global model gives {view.global_.shape[-1]} classes, "
                              f"metadata.json says {self.num_classes}")
+        # The audio the answer covers: the whole input (exact), or the streamed window's
+        # whole grid steps, which may end a little before the stream does (streaming).
         window_start = view.origin
+        window_end = view.origin + view.length * view.unit
         if not self.n_clips:
             fused, _ = glue.fuse(view.global_, np.zeros((0, self.num_classes), np.float32))
             empty = np.zeros(0, np.int64)
             return HopResult(view.global_, None, fused, view.framewise, empty, empty,
-                             np.zeros(0, bool), window_start, stream_end)
+                             np.zeros(0, bool), window_start, window_end)
         classes, starts = glue.select(view.global_, view.framewise, self.n_clips, view.crop,
                                       view.length, self.meta.suppress_overlap)
         # A crop is audio already heard: at the stream's end (streaming) it starts earlier.
@@ -181,7 +184,7 @@ class Tagger:
         per_clip, exact = self.local(history, stream_end, begins, view.origin)
         fused, local = glue.fuse(view.global_, per_clip)
         return HopResult(view.global_, local, fused, view.framewise, begins - window_start,
-                         classes, exact, window_start, stream_end)
+                         classes, exact, window_start, window_end)
 
     def record(self, result: HopResult, top_k: int = 5, file: str | None = None,
                partial: bool = False, final: bool = False, nan_samples: int = 0) -> dict:
