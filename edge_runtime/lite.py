@@ -7,6 +7,8 @@ import os
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from glat_core.console import quiet_fd2
+
 # A LiteRT flatbuffer carries this file identifier at bytes 4..8.
 IDENTIFIER = b"TFL3"
 
@@ -36,8 +38,9 @@ class LiteModel:
         if content[4:8] != IDENTIFIER:
             raise ValueError(f"{what} model {where} is not a LiteRT model (.tflite flatbuffer)")
         try:
-            interpreter = Interpreter(num_threads=threads, model_content=content)
-            self.runner = interpreter.get_signature_runner("serving_default")
+            with quiet_fd2():  # LiteRT's XNNPACK INFO line, written to fd 2 by C++
+                interpreter = Interpreter(num_threads=threads, model_content=content)
+                self.runner = interpreter.get_signature_runner("serving_default")
         except (ValueError, RuntimeError) as err:
             raise ValueError(f"{what} model {where}: {err}") from err
         inputs = self.runner.get_input_details()

@@ -10,7 +10,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from glat_core.cli_errors import one_line_errors
+from glat_core import console
+from glat_core.cli_errors import add_debug_flag, one_line_errors
 from edge_runtime.contract import ExportMetadata
 from edge_runtime.ring_buffer import RingBuffer
 from glat_core.audio import PCM_FORMATS, Conditioner, open_source

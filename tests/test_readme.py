@@ -44,13 +44,18 @@ def _script_main(path):
 
 
 def _fit(argv):
-    if not argv:
+    if argv == ["--demo"]:
         raise Parsed(None)  # the demo
     from train.fit import parse_args
     raise Parsed(parse_args(argv))  # its own checks (--train and --out) come after argparse's
 
 
-_fit.parses_itself = True  # parse_args has nothing to run: no need to stop argparse early
+def _fit_script(argv):
+    """`python train/fit.py` with no flags is the demo (glat-fit with none is an error)."""
+    return _fit(argv or ["--demo"])
+
+
+_fit.parses_itself = _fit_script.parses_itself = True  # nothing to run: no need to stop argparse
 
 
 PROGRAMS = {
@@ -60,8 +65,8 @@ PROGRAMS = {
     "glat-export": _module_main("export.cli"),
     "glat-tag": _module_main("glat_core.tag"),
     "python -m export.serving_answer": _module_main("export.serving_answer"),
-    "python train/fit.py": _fit,
-    "python -m train.fit": _fit,
+    "python train/fit.py": _fit_script,
+    "python -m train.fit": _fit_script,
     "python train/experiments.py": _module_main("train.experiments"),
     "python -m edge_runtime.stream": _module_main("edge_runtime.stream"),
     "python -m glat_tf.data.synthetic": _module_main("glat_tf.data.synthetic"),
@@ -184,6 +189,8 @@ def test_every_readme_command_parses():
 @pytest.mark.parametrize("line, reason", [
     ("glat-fit --train a --out b --no-such-flag 1", "unrecognized arguments"),
     ("glat-fit --train a --steps 5", "--out are required"),
+    ("glat-fit", "--out are required"),
+    ("glat-fit --demo --steps 5", "--demo takes no other flags"),
     ("glat-eval --model m.keras --out x", "required: --eval"),
     ("glat-export tflite --model m.keras --out d --streams", "unrecognized arguments"),
     ("python -m edge_runtime.stream --input clip.wav --export lite/ --fast", "unrecognized arguments"),

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 import numpy as np
 
+from glat_core import console
 from glat_core.cli_errors import add_debug_flag, one_line_errors
 from glat_tf.convert.restricted_pickle import describe
 from glat_tf.convert.torch_zip import DEFAULT_MAX_BYTES, CheckpointError, load_torch_file
@@ -209,20 +211,29 @@ def main(argv=None) -> int:
                         help="refuse a checkpoint whose load needs more memory than this "
                              "(about twice the file; default %(default)g)")
     add_debug_flag(parser)
+    console.add_verbose(parser)
     args = parser.parse_args(argv)
     if not args.max_gb > 0:
         parser.error(f"--max-gb must be > 0, got {args.max_gb}")
-    state_dict = load_panns_checkpoint(args.checkpoint, int(args.max_gb * 2**30))
+    if args.arch not in backbones.names():  # before the (possibly GBs of) file is read
+        parser.error(f"--arch {args.arch!r} is not a backbone preset; one of: "
+                     f"{', '.join(backbones.names())}")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        parser.error(f"--out {args.out}: folder {os.path.dirname(args.out)} does not exist")
+    with console.step(f"{PROG}: read {args.checkpoint}"):  # a large checkpoint: seconds each
+        state_dict = load_panns_checkpoint(args.checkpoint, int(args.max_gb * 2**30))
     if "fc_audioset.weight" not in state_dict:
         parser.error(f"{args.checkpoint} has no fc_audioset.weight: not a PANNs tagger")
     num_classes = int(state_dict["fc_audioset.weight"].shape[0])
-    backbone = backbones.build(args.arch, num_classes=num_classes)
-    try:
-        report = import_into_backbone(backbone, state_dict, strict=not args.allow_missing)
-    except ValueError as error:
-        parser.exit(2, f"{PROG}: error: --arch {args.arch}: {error}\n")
+    with console.step(f"{PROG}: built {args.arch} and mapped {len(state_dict)} tensors"):
+        backbone = backbones.build(args.arch, num_classes=num_classes)
+        try:
+            report = import_into_backbone(backbone, state_dict, strict=not args.allow_missing)
+        except ValueError as error:
+            parser.exit(2, f"{PROG}: error: --arch {args.arch}: {error}\n")
     print(report.summary())
-    backbone.save(args.out)
+    with console.step(f"{PROG}: saved {args.out}"):
+        backbone.save(args.out)
     print(f"wrote {args.out}")
     return 0
 
