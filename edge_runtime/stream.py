@@ -174,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="sample format of raw PCM on stdin (default s16le)")
     p.add_argument("--channels", type=int, default=1, help="channels of raw PCM on stdin")
     p.add_argument("--device", help="sounddevice input device for --input mic")
+    console.add_verbose(p)
+    add_debug_flag(p)
     return p
 
 

@@ -83,14 +83,14 @@ def _tflite(args) -> int:
     if not args.window_seconds > 0:
         raise ValueError(f"--window-seconds must be > 0, got {args.window_seconds}")
     model = load_model(args.model)
-    labels, source = class_names.resolve(model.num_classes, labels_csv=args.labels, model=model,
-                                         model_path=args.model)
     window = int(round(args.window_seconds * model.sample_rate))
     crop = int(round(getattr(model, "tau", 0) * model.sample_rate)) if getattr(
         model, "n_clips", 0) else 0
     if window < max(crop, 1):  # before any conversion: the window must hold one crop
         raise ValueError(f"--window-seconds {args.window_seconds} is shorter than the model's "
                          f"crop (tau = {model.tau} s): the window must hold a crop")
+    labels, source = class_names.resolve(model.num_classes, labels_csv=args.labels, model=model,
+                                         model_path=args.model)
     calibration = None
     if "int8" in variants:
         calibration = read_calibration(args.calibration, model.num_classes, window,

@@ -13,9 +13,8 @@ import sys
 
 from glat_core import console  # first: TensorFlow's start-up stays quiet
 console.quiet_startup()  # before anything imports TensorFlow
-import keras  # noqa: E402
-import numpy as np
-import tensorflow as tf
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from glat_core.console import Progress as tqdm  # noqa: E402  plain lines in logs
 
 from glat_tf import class_names
@@ -145,7 +144,8 @@ def evaluate(model_path: str, eval_glob: str, out_dir: str, *, batch_size: int =
              labels_csv: str | None = None, sweep_n=(), sweep_tau=(), strong_labels=None,
              progress: bool = True) -> dict:
     """Runs every report the CLI offers; returns {stream: summary dict}."""
-    model = keras.models.load_model(model_path)
+    from glat_tf.loading import load_model
+    model = load_model(model_path)  # a folder or another file: one line naming it
     num_classes = model.num_classes
     label_map = find_labels(model, model_path, eval_glob, labels_csv)
     if sweep_n and max(sweep_n) > num_classes:
