@@ -185,6 +185,11 @@ def main(argv=None) -> int:
     try:
         if args.top_k < 1:
             raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+        # Arguments before the export is read: each names its flag.
+        for flag, value, low in (("--hop", args.hop, 0), ("--rate", args.rate, 0),
+                                 ("--crop-budget", args.crop_budget, -1)):
+            if value is not None and not value > low:
+                raise ValueError(f"{flag} must be {'> 0' if low == 0 else '>= 0'}, got {value}")
         tagger = Tagger.from_export(args.export, args.variant, args.mode, args.threads,
                                     args.crop_budget)
         stream = StreamTagger(tagger, args.hop)

@@ -207,6 +207,7 @@ def op_names(flatbuffer: bytes) -> list[str]:
     return sorted({d["op_name"] for d in details})
 
 
+@quiet_fd2()  # one invoke: the XNNPACK line comes with it
 def run(flatbuffer: bytes, *inputs, signature="serving_default", threads=1,
         **named) -> dict[str, np.ndarray]:
     """Runs a signature on numpy inputs, given by name (or positionally when it has one input)."""

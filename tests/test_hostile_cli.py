@@ -117,7 +117,10 @@ def bad_inputs(f):
             ["--global", f["garbage.tflite"], "--local", f["garbage.tflite"], "--input", "-"],
             ["--global", f["folder"], "--local", f["folder"], "--input", f["missing"]],
             ["--global", f["garbage.tflite"], "--local", f["garbage.tflite"], "--input", "-",
-             "--hop", "soon"]]),
+             "--hop", "soon"],
+            ["--export", f["root"], "--input", "-", "--hop", "0"],
+            ["--export", f["root"], "--input", "-", "--crop-budget", "-1"],
+            ["--export", f["root"], "--input", "-", "--rate", "0"]]),
     ]
 
 
