@@ -1,7 +1,12 @@
 """Regenerates every figure README.md and train/configs/demo.py quote for the demo, into results/.
 
     python bench/demo_numbers.py                   # demo table + the demo model's export report
+    python bench/demo_numbers.py --seeds 0,1,2 --no-export   # README's demo table: mean +- std
     python bench/demo_numbers.py --experiments     # also the 3-seed table (train/experiments.py, ~35 min)
+
+With --seeds, each seed's run goes to <out>/seed<N> and results/demo_seeds.json holds each
+seed's table and minutes, the mean +- std per row and the machine (a seeded run repeats bit
+for bit on one machine only, so README quotes the spread).
 
 Runs the demo (`python train/fit.py`'s code) into --out, exports its GL-AT model to LiteRT
 (f32, f16, dyn, int8, streaming) and runs `glat-export report` on the demo eval split, then

@@ -121,6 +121,9 @@ def test_the_panns_converter_is_quiet(panns_checkpoint, tmp_path):
                cwd=tmp_path)
     assert not foreign(done.stderr), done.stderr[-3000:]
     assert (tmp_path / "c.keras").exists()
+    for step in ("read", "built cnn10 and mapped", "saved"):  # a large checkpoint takes a while
+        assert re.search(rf"^python -m glat_tf.convert.panns: {step} .* \(\d+\.\d s\)$",
+                         done.stderr, re.M), (step, done.stderr)
 
 
 @pytest.mark.slow
@@ -140,3 +143,16 @@ def test_the_foreign_pattern_knows_the_known_noise():
     for line in ("glat-export: f32 global model: 12.3 s", "tag: 100%|##########| 1/1 [00:01<00:00]",
                  "glat-fit: step 2/2 loss 0.69"):
         assert not FOREIGN.search(line), line
+
+
+def test_quiet_fd2_drops_what_cpp_writes_and_gives_fd2_back():
+    code = ("import os\nfrom glat_core.console import quiet_fd2, is_quiet\n"
+            "with quiet_fd2(True):\n    os.write(2, b'from C++\\n')\n"
+            "os.write(2, b'ours\\n')\n"
+            "with quiet_fd2():  # GLAT_QUIET decides, as in an ingest worker\n"
+            "    os.write(2, b'worker noise\\n')\n"
+            "print(is_quiet())\n")
+    for quiet, stderr in (("1", "ours\n"), ("0", "ours\nworker noise\n")):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, env={**ENV, "GLAT_QUIET": quiet})
+        assert (done.stderr, done.stdout.strip()) == (stderr, str(quiet == "1")), done
