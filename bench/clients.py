@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -76,9 +77,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench/results/clients")
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--calibration-clips", type=int, default=100)
+    parser.add_argument("--tag-only", action="store_true",
+                        help="only glat-tag's wall time, into <out>_tag.json (no MediaPipe export)")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.tag_only:
+        from demo_numbers import machine
+        result = {"model": args.model, "machine": machine(), "load_1min": os.getloadavg()[0],
+                  "glat_tag": tag_time(args.model, out, args.clips)}
+        pathlib.Path(f"{out}_tag.json").write_text(json.dumps(result, indent=1))
+        print(result)
+        return 0
     result = {"model": args.model, "mediapipe_vs_keras": mediapipe_scores(
         args.model, out, args.calibration_clips), "glat_tag": tag_time(args.model, out, args.clips)}
     pathlib.Path(f"{out}.json").write_text(json.dumps(result, indent=1))

@@ -7,6 +7,8 @@ import os
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from glat_core.console import quiet_fd2
+
 # A LiteRT flatbuffer carries this file identifier at bytes 4..8.
 IDENTIFIER = b"TFL3"
 
@@ -36,8 +38,10 @@ class LiteModel:
         if content[4:8] != IDENTIFIER:
             raise ValueError(f"{what} model {where} is not a LiteRT model (.tflite flatbuffer)")
         try:
-            interpreter = Interpreter(num_threads=threads, model_content=content)
-            self.runner = interpreter.get_signature_runner("serving_default")
+            with quiet_fd2():  # LiteRT's C++ writes to fd 2 (see __call__)
+                interpreter = Interpreter(num_threads=threads, model_content=content)
+                self.runner = interpreter.get_signature_runner("serving_default")
+            self.invoked = False
         except (ValueError, RuntimeError) as err:
             raise ValueError(f"{what} model {where}: {err}") from err
         inputs = self.runner.get_input_details()
@@ -59,7 +63,12 @@ class LiteModel:
         if scale:  # an integer input tensor: quantize as the converter said
             info = np.iinfo(self.input["dtype"])
             x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
-        out = self.runner(**{self.input_name: x})
+        if self.invoked:
+            out = self.runner(**{self.input_name: x})
+        else:  # LiteRT applies its XNNPACK delegate, and says so on fd 2, at the first invoke
+            with quiet_fd2():
+                out = self.runner(**{self.input_name: x})
+            self.invoked = True
         for name, value in out.items():
             scale, zero = self.output[name]["quantization"]
             if scale and np.issubdtype(value.dtype, np.integer) and value.dtype.itemsize == 1:

@@ -10,7 +10,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from glat_core.cli_errors import one_line_errors
+from glat_core import console
+from glat_core.cli_errors import add_debug_flag, one_line_errors
 from edge_runtime.contract import ExportMetadata
 from edge_runtime.ring_buffer import RingBuffer
 from glat_core.audio import PCM_FORMATS, Conditioner, open_source
@@ -176,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="sample format of raw PCM on stdin (default s16le)")
     p.add_argument("--channels", type=int, default=1, help="channels of raw PCM on stdin")
     p.add_argument("--device", help="sounddevice input device for --input mic")
+    console.add_verbose(p)
+    add_debug_flag(p)
     return p
 
 
@@ -185,6 +188,11 @@ def main(argv=None) -> int:
     try:
         if args.top_k < 1:
             raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+        # Arguments before the export is read: each names its flag.
+        for flag, value, low in (("--hop", args.hop, 0), ("--rate", args.rate, 0),
+                                 ("--crop-budget", args.crop_budget, -1)):
+            if value is not None and not value > low:
+                raise ValueError(f"{flag} must be {'> 0' if low == 0 else '>= 0'}, got {value}")
         tagger = Tagger.from_export(args.export, args.variant, args.mode, args.threads,
                                     args.crop_budget)
         stream = StreamTagger(tagger, args.hop)

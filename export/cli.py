@@ -13,14 +13,16 @@ import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from glat_core import console  # noqa: E402  first: TensorFlow's start-up stays quiet
+console.quiet_startup()  # before anything imports TensorFlow
 
-from glat_core.cli_errors import one_line_errors  # noqa: E402
+from glat_core.cli_errors import add_debug_flag, one_line_errors  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
     from export.plan import DEFAULT_WINDOW_SECONDS
     parser = argparse.ArgumentParser(prog="glat-export", description=__doc__)
     console.add_verbose(parser)
+    add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     saved = sub.add_parser("saved-model", help="TF Serving layout <out>/<version>/")
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     lite.add_argument("--labels", help="class CSV, as for saved-model")
     for command in (saved, lite):
         console.add_verbose(command)
+        add_debug_flag(command)
     lite.add_argument("--streaming", action="store_true",
                       help="also the feature-streaming models (chunk + head per stream) that "
                            "python -m edge_runtime.stream --streaming runs")
@@ -64,7 +67,8 @@ def _saved_model(args) -> int:
     model = load_model(args.model)
     labels, source = class_names.resolve(model.num_classes, labels_csv=args.labels, model=model,
                                          model_path=args.model)
-    path = export_saved_model(model, args.out, labels, version=args.version)
+    with console.step("export: SavedModel"):
+        path = export_saved_model(model, args.out, labels, version=args.version)
     print(f"SavedModel written to {path} (labels from {source})")
     return 0
 
@@ -111,10 +115,17 @@ def _tflite(args) -> int:
         raise ValueError(f"--variants must name some of {','.join(VARIANTS)}, got {args.variants!r}")
     if "int8" in variants and not args.calibration:
         raise ValueError("the int8 variant needs --calibration GLOB (TFRecord shards of real clips)")
+    if not args.window_seconds > 0:
+        raise ValueError(f"--window-seconds must be > 0, got {args.window_seconds}")
     model = load_model(args.model)
+    window = int(round(args.window_seconds * model.sample_rate))
+    crop = int(round(getattr(model, "tau", 0) * model.sample_rate)) if getattr(
+        model, "n_clips", 0) else 0
+    if window < max(crop, 1):  # before any conversion: the window must hold one crop
+        raise ValueError(f"--window-seconds {args.window_seconds} is shorter than the model's "
+                         f"crop (tau = {model.tau} s): the window must hold a crop")
     labels, source = class_names.resolve(model.num_classes, labels_csv=args.labels, model=model,
                                          model_path=args.model)
-    window = int(round(args.window_seconds * model.sample_rate))
     calibration = None
     if "int8" in variants:
         calibration = read_calibration(args.calibration, model.num_classes, window,

@@ -10,6 +10,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from glat_core.console import quiet_fd2
+
 
 def stage_outputs(stage, keys):
     """`stage` (a GlatModel stage) returning only `keys` of its outputs: the exported
@@ -43,6 +45,7 @@ def saved_model(fn, input_signature, track):
         yield tmp
 
 
+@quiet_fd2()  # the converter's C++ lines (fully_quantize: 0, ...) go straight to fd 2
 def convert_saved_model(path, *, optimizations=(), representative_dataset=None, int8_ops=False,
                         supported_types=None, float_scopes=(), float_ops=(),
                         reference=None) -> bytes:
@@ -179,6 +182,7 @@ def restore_float_constants(converted: bytes, reference: bytes, scopes, float_op
     return bytes(builder.Output())
 
 
+@quiet_fd2()  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
 def _interpreter(flatbuffer: bytes, threads: int = 1):
     from ai_edge_litert.interpreter import Interpreter
     return Interpreter(model_content=flatbuffer, num_threads=threads)

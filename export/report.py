@@ -10,14 +10,17 @@ import statistics
 import sys
 import time
 
-import numpy as np
+from glat_core import console
+
+console.quiet_startup()  # before anything imports TensorFlow
+import numpy as np  # noqa: E402
 
 from edge_runtime.streaming import full_budget
 from edge_runtime.tagger import CROP_BUDGET, DEFAULT_MODE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from glat_core.cli_errors import one_line_errors  # noqa: E402
+from glat_core.cli_errors import add_debug_flag, one_line_errors  # noqa: E402
 
 # The targets for the int8 pair, both relative to float32.
 MAP_DROP_TARGET = 0.01
@@ -69,7 +72,8 @@ def build_report(model, exported_dir, waveforms: np.ndarray, labels: np.ndarray,
 
     exported_dir = pathlib.Path(exported_dir)
     meta = ExportMetadata.read(exported_dir)
-    reference = acceptance.keras_outputs(model, waveforms)
+    with console.step(f"report: Keras on {len(waveforms)} clips"):
+        reference = acceptance.keras_outputs(model, waveforms)
     report = {"model": {k: getattr(meta, k) for k in ("backbone", "sample_rate", "window_samples",
                                                       "crop_samples", "n_clips", "tau",
                                                       "num_classes")},
@@ -273,7 +277,17 @@ def main(argv=None) -> int:
                                               "consistency matrix")
     parser.add_argument("--single-file", help="glat_<v>.tflite of --single-file: its MediaPipe "
                                               "row in the consistency matrix")
+    console.add_verbose(parser)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    for flag, value in (("--clips", args.clips), ("--latency-runs", args.latency_runs)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
+    meta_file = (os.path.join(args.exported, "metadata.json") if os.path.isdir(args.exported)
+                 else args.exported)
+    if not os.path.isfile(meta_file):  # before the model loads
+        parser.error(f"--exported {args.exported}: no metadata.json (pass the folder "
+                     "glat-export tflite wrote)")
     from glat_tf.loading import load_model
     model = load_model(args.model)  # bad paths and files: one line from one_line_errors
     from edge_runtime import ExportMetadata

@@ -6,9 +6,11 @@ call); `window_samples` is the window the runtime streams, calibrates and report
 from __future__ import annotations
 
 import pathlib
+import time
 
 import tensorflow as tf
 
+from glat_core import console
 from edge_runtime.contract import ExportMetadata, Label, StreamingPlan
 from export import calibration as calibration_lib
 from export import litert_convert
@@ -67,18 +69,21 @@ def convert_variants(model, stream: str, variants, window_samples: int,
     inputs = (calibration_lib.stream_inputs(model, stream, calibration) if "int8" in variants
               else None)
     return convert_callable(fn, stream_signature(model, stream, window_samples), backbone,
-                            variants, inputs)
+                            variants, inputs, label=stream)
 
 
-def convert_callable(fn, signature, track, variants, calibration_inputs=None) -> dict[str, bytes]:
+def convert_callable(fn, signature, track, variants, calibration_inputs=None, *,
+                     label: str = "model") -> dict[str, bytes]:
     """`fn` at `signature` as LiteRT flatbuffers, {variant: bytes}; int8 is calibrated on
     `calibration_inputs` (a list of input arrays). The SavedModel is written once and
-    converted per variant."""
+    converted per variant; each conversion prints `export: <label> <variant> (12.3 s)`."""
     default = [tf.lite.Optimize.DEFAULT]
     out = {}
     with litert_convert.saved_model(fn, signature, [track]) as path:
-        f32 = litert_convert.convert_saved_model(path)
+        with console.step(f"export: {label} f32"):
+            f32 = litert_convert.convert_saved_model(path)
         for variant in variants:
+            started = time.perf_counter()
             if variant == "f32":
                 out[variant] = f32
             elif variant == "f16":
@@ -93,6 +98,8 @@ def convert_callable(fn, signature, track, variants, calibration_inputs=None) ->
                     path, optimizations=default, int8_ops=True,
                     representative_dataset=lambda: ([x] for x in calibration_inputs),
                     float_scopes=INT8_FLOAT_SCOPES, float_ops=INT8_FLOAT_OPS, reference=f32)
+            if variant != "f32":
+                console.step_done(f"export: {label} {variant}", started)
     return out
 
 
@@ -170,7 +177,7 @@ def export_streaming(model, out: pathlib.Path, variants, facts: dict, window_sam
         inputs = None
         if "int8" in wanted:
             inputs = calibration_lib.streaming_inputs(part, model, windows, facts)
-        converted = convert_callable(fn, signature, backbone, wanted, inputs)
+        converted = convert_callable(fn, signature, backbone, wanted, inputs, label=part)
         for variant in variants:
             kind = HEAD_VARIANT[variant] if head else variant
             name = f"{part}_{kind}.tflite"

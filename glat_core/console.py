@@ -1,51 +1,100 @@
-"""What users of the command lines see: no TensorFlow start-up noise, log-friendly progress.
+"""What users of the command lines see: no library noise, log-friendly progress.
 
 Imported first by glat_tf/__init__ (it imports no TensorFlow itself). When the running
-program is one of the glat-* CLIs (by console script or `python -m`) and `--verbose` is not
-on its command line, TensorFlow is imported with the process's stderr closed: its C++
-start-up lines (oneDNN, cuda, cpu feature guard, absl's "before InitializeLog") are written
-by libraries before any log level applies. Later C++ logs are held at errors-off
-(TF_CPP_MIN_LOG_LEVEL=3) and Python's TensorFlow/absl loggers at ERROR. Python errors still
-reach the user: only the import's own stderr writes are dropped.
+program is one of our CLIs (console script, `python -m`, or `python train/fit.py`) and
+`--verbose` is not on its command line, the process is *quiet*: TensorFlow is imported with
+fd 2 pointed at /dev/null (its C++ start-up lines, oneDNN, cuda, cpu feature guard, absl's
+"before InitializeLog", are written by libraries before any log level applies), later C++
+logs are held at TF_CPP_MIN_LOG_LEVEL=3, Python's TensorFlow/absl/Keras loggers at ERROR, and
+`quiet_fd2()` drops what the TFLite converter and LiteRT write straight to fd 2 around those
+calls. GLAT_QUIET=1 in the environment carries the choice to worker processes (ingest's pool).
+Python errors still reach the user: only the libraries' own writes are dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import time
+import warnings
 
 PROGRAMS = ("glat-ingest", "glat-fit", "glat-eval", "glat-export", "glat-tag")
-MODULES = ("glat_tf.data.ingest", "train.fit", "train.evaluate", "export.cli", "glat_core.tag")
-VERBOSE_HELP = "show TensorFlow's start-up and info logs"
+MODULES = ("glat_tf.data.ingest", "train.fit", "train.evaluate", "export.cli", "export.report",
+           "glat_core.tag", "glat_tf.convert.panns", "glat_tf.data.synthetic",
+           "edge_runtime.stream")
+SCRIPTS = ("train/fit.py",)
+VERBOSE_HELP = "show the libraries' start-up and info logs (TensorFlow, LiteRT, converter)"
+ENV = "GLAT_QUIET"
 
 
 def running_cli() -> bool:
-    """True when this process runs one of the glat-* command lines."""
+    """True when this process runs one of our command lines."""
     if os.path.basename(sys.argv[0]) in PROGRAMS:
+        return True
+    if sys.argv[0].replace(os.sep, "/").endswith(SCRIPTS):
         return True
     argv = getattr(sys, "orig_argv", [])
     return "-m" in argv[:-1] and argv[argv.index("-m") + 1] in MODULES
 
 
-def quiet_startup() -> None:
-    if "tensorflow" in sys.modules or not running_cli() or "--verbose" in sys.argv[1:]:
+def is_quiet() -> bool:
+    """Quiet: a CLI without --verbose, or a worker process of one (GLAT_QUIET=1)."""
+    if os.environ.get(ENV) is not None:
+        return os.environ[ENV] == "1"
+    return running_cli() and "--verbose" not in sys.argv[1:]
+
+
+@contextlib.contextmanager
+def quiet_fd2(quiet: bool | None = None):
+    """Points fd 2 at /dev/null for the block when quiet (C++ writes no logger can stop:
+    the converter's "fully_quantize: 0, ..." lines, LiteRT's XNNPACK INFO line)."""
+    if not (is_quiet() if quiet is None else quiet):
+        yield
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    for name in ("tensorflow", "absl", "keras"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401  the noisy import, while stderr is closed
+        yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def quiet_startup(import_tensorflow: bool = True) -> None:
+    """Makes a quiet process quiet (see the module docstring); nothing otherwise."""
+    if not is_quiet():
+        return
+    os.environ[ENV] = "1"  # inherited by worker processes
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    for name in ("tensorflow", "absl", "keras", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in ("keras", "tensorflow", "absl", "ai_edge_litert", "tf_keras"):
+        warnings.filterwarnings("ignore", module=module)
+    if not import_tensorflow or "tensorflow" in sys.modules:
+        return
+    with quiet_fd2(True):
+        import tensorflow  # noqa: F401  the noisy import, while fd 2 is closed
     import absl.logging
     absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+@contextlib.contextmanager
+def step(what: str, file=None):
+    """One stderr line when a step of a long job ends, with its time: `what (12.3 s)`.
+    For steps that give no count to make a bar of (a conversion, a model load)."""
+    start = time.perf_counter()
+    yield
+    step_done(what, start, file)
+
+
+def step_done(what: str, started: float, file=None) -> None:
+    """`what (12.3 s)` on stderr: the step that began at time.perf_counter() `started`."""
+    print(f"{what} ({time.perf_counter() - started:.1f} s)", file=file or sys.stderr, flush=True)
 
 
 def add_verbose(parser) -> None:

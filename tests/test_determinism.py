@@ -24,6 +24,7 @@ def test_flags_keep_a_zero_seed():
 
 
 @pytest.mark.slow
+@pytest.mark.float_sensitive
 def test_two_seeded_runs_through_the_demo_path_are_identical(tmp_path):
     shards = make_tone_shards(tmp_path / "tones", n_train=24, n_eval=8)
     config = {"train": shards["train"], "eval": shards["eval"], "backbone": "cnn6_tiny",

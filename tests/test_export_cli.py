@@ -131,7 +131,10 @@ def test_report_strict_exits_non_zero_on_a_missed_target(monkeypatch, tmp_path, 
     monkeypatch.setattr("glat_tf.loading.load_model", lambda path: type("M", (), {"num_classes": 4}))
     monkeypatch.setattr("edge_runtime.ExportMetadata.read",
                         lambda folder: type("Meta", (), {"window_samples": 8}))
-    argv = ["--model", "m.keras", "--exported", "lite", "--eval", "x", "--out", str(tmp_path)]
+    (tmp_path / "lite").mkdir()
+    (tmp_path / "lite" / "metadata.json").write_text("{}")  # report checks it is there first
+    argv = ["--model", "m.keras", "--exported", str(tmp_path / "lite"), "--eval", "x", "--out",
+            str(tmp_path)]
     assert report.main(argv) == 0
     assert report.main(argv + ["--strict"]) == 1
     assert "targets not met: int8_fused_mAP_drop" in capsys.readouterr().err

@@ -113,6 +113,7 @@ def test_bad_input_names_the_argument():
         tiny(loss_mode="both")
 
 
+@pytest.mark.float_sensitive
 def test_call_is_the_composition_of_its_stages(batch):
     """call = global_stage -> crops -> local_stage -> fuse; per_clip is the local stage's
     score of each window, so nothing has to run the local backbone again to get it."""

@@ -12,20 +12,20 @@ import os
 import sys
 
 from glat_core import console  # first: TensorFlow's start-up stays quiet
-import keras  # noqa: E402
-import numpy as np
-import tensorflow as tf
+console.quiet_startup()  # before anything imports TensorFlow
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from glat_core.console import Progress as tqdm  # noqa: E402  plain lines in logs
 
 from glat_tf import class_names
-from glat_core.cli_errors import one_line_errors
+from glat_core.cli_errors import add_debug_flag, one_line_errors
 from glat_tf.data import pipeline
 from glat_tf.data.labels import LabelMap
 from glat_tf.loading import load_model
 from glat_tf.metrics import tagging_scores
 from glat_tf.model import GlatModel
 from train import plots
-from train.durations import duration_groups
+from train.durations import duration_groups, read_event_durations
 
 STREAMS = ("global", "local", "fused")
 
@@ -150,6 +150,13 @@ def evaluate(model_path: str, eval_glob: str, out_dir: str, *, batch_size: int =
     label_map = find_labels(model, model_path, eval_glob, labels_csv)
     if sweep_n and max(sweep_n) > num_classes:
         raise ValueError(f"--sweep-n {max(sweep_n)} exceeds the model's {num_classes} classes")
+    if strong_labels:  # read before the evaluation: a bad file must not cost a whole run
+        try:
+            read_event_durations(strong_labels, label_map)
+        except ValueError as error:  # UnicodeDecodeError does not name the file
+            message = str(error) if str(strong_labels) in str(error) else (
+                f"--strong-labels {strong_labels}: {error}")
+            raise ValueError(message) from error
     total = count_clips(eval_glob)
 
     def make_dataset():
@@ -210,9 +217,14 @@ def main(argv=None) -> int:
     parser.add_argument("--strong-labels", help="onset/offset CSV: mAP by event duration group")
     parser.add_argument("--no-progress", action="store_true")
     console.add_verbose(parser)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if not os.path.exists(args.model):
         parser.error(f"--model {args.model}: no such file")
+    if args.strong_labels and not os.path.isfile(args.strong_labels):
+        parser.error(f"--strong-labels {args.strong_labels}: no such file")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     try:  # bad paths, files and values: one line from one_line_errors
         evaluate(args.model, args.eval, args.out, batch_size=args.batch_size,
                  labels_csv=args.labels, sweep_n=args.sweep_n, sweep_tau=args.sweep_tau,

@@ -3,6 +3,7 @@
     glat-fit --train "shards/train-*.tfrecord" --eval "shards/eval-*.tfrecord" --out runs/cnn10
     glat-fit --config train/configs/demo.py --steps 50      # a config file, flags override it
     python train/fit.py                                      # the demo: baseline vs GL-AT table
+    glat-fit --demo                                          # the same demo
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import sys
 # fresh pages per batch (balanced input pipeline: 560 -> 915 clips per CPU-second here).
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 from glat_core import console  # noqa: E402  first: TensorFlow's start-up stays quiet
+console.quiet_startup()  # before anything imports TensorFlow
 
-from glat_core.cli_errors import one_line_errors  # noqa: E402
+from glat_core.cli_errors import add_debug_flag, one_line_errors  # noqa: E402
 from train.run import POLICIES, STRATEGY_CHOICES, FitConfig, train  # noqa: E402
 
 
@@ -85,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="weights, dropout and data order")
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--demo", action="store_true",
+                   help="the CPU demo (what `python train/fit.py` runs): synthetic set, "
+                        "baseline and GL-AT, one table; writes demo_data/ and runs/demo/ here")
     console.add_verbose(p)
+    add_debug_flag(p)
     return p
 
 
@@ -104,8 +110,11 @@ def parse_args(argv=None) -> FitConfig:
     args = vars(parser.parse_args(argv))
     args.pop("config")
     args.pop("verbose")
+    args.pop("debug")  # listed for --help; one_line_errors reads it from argv
+    if args.pop("demo"):
+        parser.error("--demo takes no other flags (it runs train/configs/demo.py)")
     if not args["train"] or not args["out"]:
-        parser.error("--train and --out are required (or run with no arguments for the demo)")
+        parser.error("--train and --out are required (--demo: the CPU demo)")
     try:
         return FitConfig(**args)
     except ValueError as error:
@@ -128,7 +137,12 @@ def main(argv=None) -> int:
 @one_line_errors("glat-fit")
 def _main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:
+    if not argv:  # a bare glat-fit would write demo_data/ and runs/ wherever it is run
+        build_parser().print_usage(sys.stderr)
+        print("glat-fit: error: --train and --out are required (--demo: the CPU demo)",
+              file=sys.stderr)
+        return 2
+    if [a for a in argv if a != "--verbose"] == ["--demo"]:  # --debug: one_line_errors took it
         from train.demo import run_demo
         return run_demo()
     config = parse_args(argv)
@@ -142,5 +156,6 @@ def _main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # python train/fit.py: the demo when no other flag is given
+    _argv = sys.argv[1:]
+    raise SystemExit(main(_argv if set(_argv) - {"--verbose", "--debug"} else _argv + ["--demo"]))

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 import numpy as np
 
+from glat_core import console
 from glat_core.cli_errors import add_debug_flag, one_line_errors
 from glat_tf.convert.restricted_pickle import describe
 from glat_tf.convert.torch_zip import DEFAULT_MAX_BYTES, CheckpointError, load_torch_file
@@ -268,25 +270,35 @@ def main(argv=None) -> int:
                         help="refuse a checkpoint whose load needs more memory than this "
                              "(about twice the file; default %(default)g)")
     add_debug_flag(parser)
+    console.add_verbose(parser)
     args = parser.parse_args(argv)
     if not args.max_gb > 0:
         parser.error(f"--max-gb must be > 0, got {args.max_gb}")
+    from glat_tf import backbones
+    if args.arch not in backbones.names():  # before the (possibly GBs of) file is read
+        parser.error(f"--arch {args.arch!r} is not a backbone preset; one of: "
+                     f"{', '.join(backbones.names())}")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        parser.error(f"--out {args.out}: folder {os.path.dirname(args.out)} does not exist")
     if args.glat and not (args.n_clips >= 1 and args.tau > 0):
         parser.error(f"--n-clips must be >= 1 and --tau > 0, got {args.n_clips}, {args.tau}")
-    state_dict = load_panns_checkpoint(args.checkpoint, int(args.max_gb * 2**30))
+    with console.step(f"{PROG}: read {args.checkpoint}"):  # a large checkpoint: seconds each
+        state_dict = load_panns_checkpoint(args.checkpoint, int(args.max_gb * 2**30))
     if "fc_audioset.weight" not in state_dict:
         parser.error(f"{args.checkpoint} has no fc_audioset.weight: not a PANNs tagger")
-    try:
-        if args.glat:
-            model, report = glat_from_state(state_dict, args.arch, args.n_clips, args.tau,
-                                            strict=not args.allow_missing)
-        else:
-            model, report = backbone_from_state(state_dict, args.arch,
+    with console.step(f"{PROG}: built {args.arch} and mapped {len(state_dict)} tensors"):
+        try:
+            if args.glat:
+                model, report = glat_from_state(state_dict, args.arch, args.n_clips, args.tau,
                                                 strict=not args.allow_missing)
-    except ValueError as error:
-        parser.exit(2, f"{PROG}: error: --arch {args.arch}: {error}\n")
+            else:
+                model, report = backbone_from_state(state_dict, args.arch,
+                                                    strict=not args.allow_missing)
+        except ValueError as error:
+            parser.exit(2, f"{PROG}: error: --arch {args.arch}: {error}\n")
     print(report.summary())
-    model.save(args.out)
+    with console.step(f"{PROG}: saved {args.out}"):
+        model.save(args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -31,7 +31,7 @@ import numpy as np
 from glat_core.console import Progress as tqdm  # plain lines in logs
 
 from glat_core import console
-from glat_core.cli_errors import one_line_errors
+from glat_core.cli_errors import add_debug_flag, one_line_errors
 from glat_tf.data import storage
 from glat_tf.data.labels import LabelMap, audioset_labels_csv, read_list_csv, read_segments_csv
 # Row, Settings, write_shard: the rows, settings and writer of both runners (ingest.Row, ...).
@@ -302,6 +302,9 @@ def ingest(*, out: str, split: str, segments_csv: str | None = None, list_csv: s
     book, plan, fingerprints = plan_split(out=out, split=split, segments_csv=segments_csv,
                                           list_csv=list_csv, labels_csv=labels_csv,
                                           audio_dir=audio_dir, settings=settings)
+    if not any(rows for _, rows in plan) and not book.summary()["num_rejects"]:
+        # Before any worker starts: an empty CSV would otherwise leave an empty shard.
+        raise ValueError(f"{segments_csv or list_csv} has no clip rows (an empty CSV)")
     if runner == "beam":
         from glat_tf.data import beam_ingest  # here: apache-beam is an optional extra
         written = beam_ingest.run(book, plan, fingerprints, workers=workers, beam_args=beam_args,
@@ -365,6 +368,7 @@ def main(argv=None) -> int:
     parser.add_argument("--gzip", action="store_true", help="GZIP-compress the shards")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any row is rejected")
     console.add_verbose(parser)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if args.verify:
         from glat_tf.data import verify

@@ -29,6 +29,12 @@ def read_manifest(shard_dir_or_glob) -> dict:
     """The manifest.json that ingest wrote beside the shards (a folder, a glob or a file list)."""
     first = _patterns(shard_dir_or_glob)[0]
     folder = first if tf.io.gfile.isdir(first) else os.path.dirname(first)
+    if any(c in folder for c in "*?["):  # "demo_data/*/shards/train-*": the matches' folder
+        folders = sorted({os.path.dirname(f) for f in tf.io.gfile.glob(first)})
+        if len(folders) > 1:
+            raise ValueError(f"{first!r} matches shards in {len(folders)} folders ({folders[0]}, "
+                             f"{folders[1]}, ...), each with its own manifest.json: give one")
+        folder = folders[0] if folders else folder
     path = os.path.join(folder, "manifest.json")
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"no manifest.json beside {first!r} (looked for {path})")

@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
+from glat_core import console
+from glat_core.cli_errors import add_debug_flag, one_line_errors
 from glat_tf.data.labels import LabelMap, write_segments_csv
 
 # Bump when the generated audio changes: cached demo folders are named after it.
@@ -246,13 +248,24 @@ def make_demo_set(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 400,
     return {k: str(v) for k, v in paths.items()}
 
 
+PROG = "python -m glat_tf.data.synthetic"
+
+
+@one_line_errors(PROG)
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder to write the set into")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-train", type=int, default=400)
-    parser.add_argument("--n-eval", type=int, default=120)
+    parser.add_argument("--n-train", type=int, default=400, help="training clips (>= 1)")
+    parser.add_argument("--n-eval", type=int, default=120, help="evaluation clips (>= 1)")
+    console.add_verbose(parser)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    for flag, value in (("--n-train", args.n_train), ("--n-eval", args.n_eval)):
+        if value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out {args.out} is a file, not a folder")
     paths = make_demo_set(args.out, seed=args.seed, n_train=args.n_train, n_eval=args.n_eval)
     for key, path in paths.items():
         print(f"{key:15s} {path}")
