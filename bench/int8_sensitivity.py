@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from glat_tf import console  # noqa: F401  quiet TensorFlow start-up
+from glat_core import console  # noqa: F401  quiet TensorFlow start-up
 
 # name -> (float scopes beyond the frontend and selection, extra float LiteRT ops).
 OPTIONS = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import faulthandler
 import json
 import os
@@ -23,7 +24,7 @@ from glat_core import console  # noqa: E402  first: TensorFlow's start-up stays 
 console.quiet_startup()  # before anything imports TensorFlow
 
 from glat_core.cli_errors import add_debug_flag, one_line_errors  # noqa: E402
-from train.run import POLICIES, STRATEGY_CHOICES, FitConfig, train  # noqa: E402
+from train.run import FitConfig, train  # noqa: E402
 
 
 def json_object(text):
@@ -38,55 +39,36 @@ def json_object(text):
     return value
 
 
+def add_setting(parser, field) -> None:
+    """One FitConfig field as a flag: its name, default, choices and help are the field's."""
+    meta, default = field.metadata, field.default
+    if default is dataclasses.MISSING:
+        default = field.default_factory()
+    flag = meta.get("flag") or "--" + field.name.replace("_", "-")
+    options = {"dest": field.name, "help": meta.get("help")}
+    if default is True:
+        options["help"] = f"turn off: {options['help']}"
+    if isinstance(default, bool):
+        options["action"] = "store_false" if default else "store_true"
+    else:
+        kind = (json_object if isinstance(default, dict) else
+                type(default) if default is not None else TYPES.get(field.name, str))
+        options.update(type=kind, default=default, choices=meta.get("choices"),
+                       metavar=meta.get("metavar"))
+    parser.add_argument(flag, **{k: v for k, v in options.items() if v is not None})
+
+
+# Flags whose default is None take these types (the others take their default's).
+TYPES = {"random_crop": float, "checkpoint_every": int, "seed": int}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glat-fit", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="a Python file defining CONFIG = {flag: value}; flags "
                                     "given on the command line override it")
-    p.add_argument("--train", help="training shard glob")
-    p.add_argument("--eval", help="evaluation shard glob (omit: no evaluation)")
-    p.add_argument("--out", help="output folder (checkpoints, .keras, TensorBoard)")
-    p.add_argument("--backbone", default="cnn10", help="registered backbone preset")
-    p.add_argument("--n-clips", type=int, default=5, help="N: windows the local stream tags")
-    p.add_argument("--tau", type=float, default=3.0, help="window length in seconds")
-    p.add_argument("--loss-mode", default="joint", choices=("joint", "frozen_global"))
-    p.add_argument("--selection", default="attention", choices=("attention", "random"),
-                   help="random: the control with random windows")
-    p.add_argument("--no-suppress-overlap", dest="suppress_overlap", action="store_false")
-    p.add_argument("--backbone-kwargs", type=json_object, default={},
-                   help='preset overrides as JSON, e.g. \'{"n_mels": 32, "hop_length": 640}\'')
-    p.add_argument("--share-weights", action="store_true",
-                   help="one network for both streams (L_l also trains the global features)")
-    p.add_argument("--distill-weight", type=float, default=0.0,
-                   help="weight of the global stream's loss on the fused/local score as a soft "
-                        "target (0: off)")
-    p.add_argument("--distill-target", default="fused", choices=("fused", "local"))
-    p.add_argument("--local-backbone", help="a cheaper preset for the local stream "
-                                            "(default: the global stream's architecture)")
-    p.add_argument("--local-backbone-kwargs", type=json_object, default={},
-                   help="overrides of --local-backbone's preset, as --backbone-kwargs")
-    p.add_argument("--backbone-only", action="store_true", help="train the plain backbone")
-    p.add_argument("--random-crop", type=float, metavar="TAU",
-                   help="with --backbone-only: train on random TAU-second crops")
-    p.add_argument("--batch-size", type=int, default=32, help="global batch (all replicas)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--checkpoint-every", type=int, help="default: --eval-every")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--amsgrad", action="store_true")
-    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
-    p.add_argument("--skip-corrupt", action="store_true",
-                   help="skip damaged training records (counted in the log and TensorBoard)")
-    p.add_argument("--no-balanced", dest="balanced", action="store_false",
-                   help="sample clips uniformly instead of class-balanced")
-    p.add_argument("--strategy", default="default", choices=STRATEGY_CHOICES)
-    p.add_argument("--mixed-precision", default="float32", choices=POLICIES)
-    p.add_argument("--jit", action="store_true", help="XLA-compile the step (slower on CPU)")
-    p.add_argument("--init", help="initial weights: a .keras model or a PANNs .pth")
-    p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
-    p.add_argument("--seed", type=int, help="weights, dropout and data order")
-    p.add_argument("--eval-batch-size", type=int, default=16)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    for field in dataclasses.fields(FitConfig):
+        add_setting(p, field)
     p.add_argument("--demo", action="store_true",
                    help="the CPU demo (what `python train/fit.py` runs): synthetic set, "
                         "baseline and GL-AT, one table; writes demo_data/ and runs/demo/ here")

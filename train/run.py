@@ -6,52 +6,78 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from glat_tf.layers.select_clips import SELECTIONS
+from glat_tf.model import DISTILL_TARGETS, LOSS_MODES
+
 STRATEGY_CHOICES = ("default", "mirrored", "multiworker")
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
+def setting(default=None, help="", *, choices=None, flag=None, metavar=None, model=False,
+            factory=None):
+    """A FitConfig field with what its command-line flag needs: glat-fit's flags, their
+    choices and help are made from these (train/fit.py), so each setting is declared once.
+    `flag` names a flag other than --field-name (e.g. --no-balanced for a True default);
+    `model` marks a GlatModel keyword argument of the same name."""
+    meta = {"help": help, "choices": choices, "flag": flag, "metavar": metavar, "model": model}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-    """One training run. `backbone_kwargs` overrides the preset's frontend (n_mels,
-    hop_length, spec_augment, ...) and architecture settings; `batch_size` is the global
-    batch over all replicas; `checkpoint_every` defaults to `eval_every`. The GL-AT
-    variants (GlatModel): `share_weights`, `distill_weight`/`distill_target`, and a cheaper
-    local stream `local_backbone` (a preset) with `local_backbone_kwargs`."""
+    """One training run; glat-fit's flags are made from these fields. `batch_size` is the
+    global batch over all replicas; `checkpoint_every` defaults to `eval_every`."""
 
-    train: str
-    out: str
-    eval: str | None = None
-    backbone: str = "cnn10"
-    n_clips: int = 5
-    tau: float = 3.0
-    loss_mode: str = "joint"
-    selection: str = "attention"
-    suppress_overlap: bool = True
-    backbone_kwargs: dict = dataclasses.field(default_factory=dict)
-    share_weights: bool = False
-    distill_weight: float = 0.0
-    distill_target: str = "fused"
-    local_backbone: str | None = None
-    local_backbone_kwargs: dict = dataclasses.field(default_factory=dict)
-    backbone_only: bool = False
-    random_crop: float | None = None
-    batch_size: int = 32
-    steps: int = 1000
-    eval_every: int = 500
-    checkpoint_every: int | None = None
-    lr: float = 1e-3
-    amsgrad: bool = False
-    mixup: float = 0.0
-    balanced: bool = True
-    skip_corrupt: bool = False
-    strategy: str = "default"
-    mixed_precision: str = "float32"
-    jit: bool = False
-    init: str | None = None
-    resume: bool = False
-    seed: int | None = None
-    eval_batch_size: int = 16
-    progress: bool = True
+    train: str = setting(help="training shard glob")
+    out: str = setting(help="output folder (checkpoints, .keras, TensorBoard)")
+    eval: str | None = setting(help="evaluation shard glob (omit: no evaluation)")
+    backbone: str = setting("cnn10", "registered backbone preset")
+    n_clips: int = setting(5, "N: windows the local stream tags", model=True)
+    tau: float = setting(3.0, "window length in seconds", model=True)
+    loss_mode: str = setting("joint", "joint: L_g + L_l (the paper); frozen_global: L_l only, "
+                             "the global stream frozen", choices=LOSS_MODES, model=True)
+    selection: str = setting("attention", "random: the control with random windows",
+                             choices=SELECTIONS, model=True)
+    suppress_overlap: bool = setting(True, "keep the windows of later picks off earlier ones",
+                                     flag="--no-suppress-overlap", model=True)
+    backbone_kwargs: dict = setting(
+        help='preset overrides as JSON, e.g. \'{"n_mels": 32, "hop_length": 640}\'',
+        factory=dict, model=True)
+    share_weights: bool = setting(False, "one network for both streams (L_l also trains the "
+                                         "global features)", model=True)
+    distill_weight: float = setting(0.0, "weight of the global stream's loss on the fused/local "
+                                         "score as a soft target (0: off)", model=True)
+    distill_target: str = setting("fused", "the soft target of distillation",
+                                  choices=DISTILL_TARGETS, model=True)
+    local_backbone: str | None = setting(help="a cheaper preset for the local stream (default: "
+                                              "the global stream's architecture)")
+    local_backbone_kwargs: dict = setting(help="overrides of --local-backbone's preset, as "
+                                               "--backbone-kwargs", factory=dict)
+    backbone_only: bool = setting(False, "train the plain backbone (the baseline)")
+    random_crop: float | None = setting(help="with --backbone-only: train on random TAU-second "
+                                             "crops", metavar="TAU")
+    batch_size: int = setting(32, "global batch (all replicas)")
+    steps: int = setting(1000, "training steps")
+    eval_every: int = setting(500, "steps between evaluations")
+    checkpoint_every: int | None = setting(help="steps between checkpoints (default: "
+                                                "--eval-every)")
+    lr: float = setting(1e-3, "learning rate (Adam)")
+    amsgrad: bool = setting(False, "Adam's AMSGrad variant")
+    mixup: float = setting(0.0, "mixup alpha (0: off)")
+    balanced: bool = setting(True, "class-balanced sampling (PANNs' balanced sampler)",
+                             flag="--no-balanced")
+    skip_corrupt: bool = setting(False, "skip damaged records (counted in the log and "
+                                        "TensorBoard)")
+    strategy: str = setting("default", "tf.distribute strategy", choices=STRATEGY_CHOICES)
+    mixed_precision: str = setting("float32", "Keras dtype policy", choices=POLICIES)
+    jit: bool = setting(False, "XLA-compile the step (slower on CPU)")
+    init: str | None = setting(help="initial weights: a .keras model or a PANNs .pth")
+    resume: bool = setting(False, "continue from --out's checkpoint")
+    seed: int | None = setting(help="weights, dropout and data order")
+    eval_batch_size: int = setting(16, "evaluation batch")
+    progress: bool = setting(True, "a progress bar with ETA", flag="--no-progress")
 
     def __post_init__(self):
         if not self.train or not self.out:
@@ -61,17 +87,22 @@ class FitConfig:
         for name in ("steps", "batch_size", "eval_every", "n_clips", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.strategy not in STRATEGY_CHOICES:
-            raise ValueError(f"strategy must be one of {STRATEGY_CHOICES}, got {self.strategy!r}")
-        if self.mixed_precision not in POLICIES:
-            raise ValueError(f"mixed_precision must be one of {POLICIES}, got "
-                             f"{self.mixed_precision!r}")
+        for field in dataclasses.fields(self):
+            choices = field.metadata.get("choices")
+            if choices and getattr(self, field.name) not in choices:
+                raise ValueError(f"{field.name} must be one of {choices}, got "
+                                 f"{getattr(self, field.name)!r}")
         if self.checkpoint_every is None:
             object.__setattr__(self, "checkpoint_every", self.eval_every)
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+    def model_kwargs(self) -> dict:
+        """The settings GlatModel takes under the same names."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata.get("model")}
 
     def replace(self, **changes) -> "FitConfig":
         return dataclasses.replace(self, **changes)
@@ -93,12 +124,8 @@ def build_model(config: FitConfig, num_classes: int, sample_rate: int, labels, s
             local = backbones.build(config.local_backbone, num_classes,
                                     frontend={"sample_rate": sample_rate}, name="local_stream",
                                     **config.local_backbone_kwargs)
-        model = GlatModel(config.backbone, num_classes, config.n_clips, config.tau, sample_rate,
-                          loss_mode=config.loss_mode, suppress_overlap=config.suppress_overlap,
-                          selection=config.selection, backbone_kwargs=config.backbone_kwargs,
-                          local_backbone=local, share_weights=config.share_weights,
-                          distill_weight=config.distill_weight,
-                          distill_target=config.distill_target, **names)
+        model = GlatModel(config.backbone, num_classes, sample_rate=sample_rate,
+                          local_backbone=local, **config.model_kwargs(), **names)
     model.build((None, samples))
     return model
 
