@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from edge_runtime.tagger import CROP_BUDGET  # noqa: E402 (numpy-only)
+from edge_runtime.pipeline import CROP_BUDGET  # noqa: E402 (numpy-only)
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 WARMUP_HOPS = 2  # the first invocations allocate and plan XNNPACK: not steady state
@@ -86,17 +86,17 @@ def _peak_rss_mb() -> float:
 def measure(pair_dir: pathlib.Path, stream_wav: pathlib.Path, threads: int, hops: int,
             hop: float, core: int | None, mode: str, crop_budget: int) -> dict:
     """Runs in a fresh process (no TensorFlow loaded), pinned to one core."""
-    from edge_runtime import FileSource, StreamTagger, Tagger, read_metadata
+    from edge_runtime import FileSource, StreamRunner, Pipeline, read_metadata
     from edge_runtime.contract import EDGE_PART, GLOBAL_EDGE_PART, STREAMING_PARTS
     if core is not None:
         os.sched_setaffinity(0, {core})
     meta = read_metadata(pair_dir)
     (variant, files), = meta.variants.items()
     streaming = mode == "streaming"
-    tagger = Tagger.from_export(pair_dir, variant, mode, threads, crop_budget)
+    tagger = Pipeline.from_export(pair_dir, variant, mode, threads, crop_budget)
     parts = (*STREAMING_PARTS, EDGE_PART, GLOBAL_EDGE_PART) if streaming else ("global", "local")
     used = [files[p] for p in parts if p in files]
-    events = StreamTagger(tagger, hop).run(FileSource(stream_wav))
+    events = StreamRunner(tagger, hop).run(FileSource(stream_wav))
     per_hop, cpu = [], []
     for _ in range(hops + WARMUP_HOPS):
         # All the work of one hop: read, resample, ring buffer, global, crops, local, fuse, JSON.

@@ -50,12 +50,12 @@ def convert_pair(model, scopes, ops, calibration, window):
 
 def fused_map(folder, pair, waveforms, labels, reference):
     """Fused mAP of `pair` ({stream: flatbuffer}) run as the export's int8 variant."""
-    from edge_runtime import Tagger
+    from edge_runtime import Pipeline
     from export import acceptance
     from glat_tf.metrics import tagging_scores
     for stream, flatbuffer in pair.items():
         (folder / f"{stream}_int8.tflite").write_bytes(flatbuffer)
-    got = acceptance.litert_outputs(Tagger.from_export(folder, "int8", "exact"), waveforms,
+    got = acceptance.litert_outputs(Pipeline.from_export(folder, "int8", "exact"), waveforms,
                                     reference)
     diff = {k: float(np.abs(got[k] - reference[k]).mean()) for k in acceptance.SCORES}
     same = float(np.mean((got["clip_starts"] == reference["clip_starts"])

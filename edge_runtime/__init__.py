@@ -3,11 +3,11 @@
 from edge_runtime.contract import ExportMetadata, StreamingPlan
 from edge_runtime.ring_buffer import RingBuffer
 from glat_core.audio import ArraySource, Conditioner, FileSource, MicSource, PcmSource
-from edge_runtime.tagger import HopResult, Tagger
+from edge_runtime.pipeline import HopResult, Pipeline
 
-_FROM_STREAM = ("Event", "StreamTagger", "read_metadata")
+_FROM_STREAM = ("Event", "StreamRunner", "read_metadata")
 __all__ = ["ArraySource", "Conditioner", "ExportMetadata", "FileSource", "HopResult", "MicSource",
-           "PcmSource", "RingBuffer", "StreamingPlan", "Tagger", *_FROM_STREAM]
+           "PcmSource", "RingBuffer", "StreamingPlan", "Pipeline", *_FROM_STREAM]
 
 
 def __getattr__(name):

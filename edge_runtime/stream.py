@@ -15,7 +15,7 @@ from glat_core.cli_errors import add_debug_flag, one_line_errors
 from edge_runtime.contract import ExportMetadata
 from edge_runtime.ring_buffer import RingBuffer
 from glat_core.audio import PCM_FORMATS, Conditioner, open_source
-from edge_runtime.tagger import CROP_BUDGET, DEFAULT_MODE, HopResult, Tagger
+from edge_runtime.pipeline import CROP_BUDGET, DEFAULT_MODE, HopResult, Pipeline
 
 
 def read_metadata(folder) -> ExportMetadata:
@@ -35,8 +35,8 @@ class Event:
     final: bool = False  # the answer for the whole input at its end (run(final=True))
 
 
-class StreamTagger:
-    """Runs a Tagger every `hop_seconds` of a stream, over a ring buffer of the global window.
+class StreamRunner:
+    """Runs a Pipeline every `hop_seconds` of a stream, over a ring buffer of the global window.
 
     Blocks at the source's rate are mixed down, cleaned and resampled to the
     model's rate; a block that crosses a hop boundary is split there, so hop k's
@@ -46,12 +46,12 @@ class StreamTagger:
     more event. Memory is constant whatever the stream's length.
 
     Example:
-        stream = StreamTagger(tagger, hop_seconds=1.0)
+        stream = StreamRunner(tagger, hop_seconds=1.0)
         for event in stream.run(FileSource("clip.wav")):
             print(tagger.json_line(event.result, partial=event.partial))
     """
 
-    def __init__(self, tagger: Tagger, hop_seconds: float = 1.0):
+    def __init__(self, tagger: Pipeline, hop_seconds: float = 1.0):
         if not hop_seconds > 0:
             raise ValueError(f"hop must be > 0 seconds, got {hop_seconds!r}")
         self.tagger = tagger
@@ -193,9 +193,9 @@ def main(argv=None) -> int:
                                  ("--crop-budget", args.crop_budget, -1)):
             if value is not None and not value > low:
                 raise ValueError(f"{flag} must be {'> 0' if low == 0 else '>= 0'}, got {value}")
-        tagger = Tagger.from_export(args.export, args.variant, args.mode, args.threads,
+        tagger = Pipeline.from_export(args.export, args.variant, args.mode, args.threads,
                                     args.crop_budget)
-        stream = StreamTagger(tagger, args.hop)
+        stream = StreamRunner(tagger, args.hop)
         if stream.hop_samples > tagger.window_samples:
             print(f"warning: hop {args.hop} s is longer than the window "
                   f"{tagger.window_samples / tagger.sample_rate} s: some audio is never tagged",

@@ -6,9 +6,9 @@ Per hop: each backbone's chunk model brings its feature buffer up to the newest 
 step; the window is the last `window_features` grid steps, and its first `clean_left`
 global features come from the small `global_edge` model on the window's own start, so
 the global head sees what the exact model computes on that window's audio
-(StreamFeatures, the Tagger's feature source). The picks are SelectClips' on that
+(StreamFeatures, the Pipeline's feature source). The picks are SelectClips' on that
 window, in samples. A pick is scored exactly on its tau-second crop, once per crop (the
-Tagger's CropCache), new crops costing at most `crop_budget` per hop (a crop through
+Pipeline's CropCache), new crops costing at most `crop_budget` per hop (a crop through
 `local_edge` costs 1, a whole crop what its audio costs in those units: `whole_cost`);
 until its turn, by the
 local head on the local features nearest its crop. An exact crop score costs little: the

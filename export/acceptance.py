@@ -97,7 +97,7 @@ def saved_model_outputs(path, waveforms: np.ndarray, sample_rate: int) -> dict[s
 
 
 def litert_outputs(tagger, waveforms: np.ndarray, reference: dict) -> dict[str, np.ndarray]:
-    """The edge runtime's exact-mode Tagger on (clips, window), each clip on its own, plus
+    """The edge runtime's exact-mode Pipeline on (clips, window), each clip on its own, plus
     `same_crops`: its local model on the crops Keras chose, (clips, N, L)."""
     rows, same = [], []
     for waveform, starts in zip(np.asarray(waveforms, np.float32), reference["clip_starts"]):

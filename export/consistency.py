@@ -154,7 +154,7 @@ def tags_answers(tags) -> list[Answer]:
 
 def litert_exact_path(folder, variant: str = "f32"):
     """The edge runtime's exact pipeline on the whole input at its own length."""
-    from edge_runtime import Tagger as Pipeline
+    from edge_runtime import Pipeline
     pipeline = Pipeline.from_export(folder, variant, mode="exact")
 
     def run(waveform, _file):

@@ -16,7 +16,7 @@ console.quiet_startup()  # before anything imports TensorFlow
 import numpy as np  # noqa: E402
 
 from edge_runtime.streaming import full_budget
-from edge_runtime.tagger import CROP_BUDGET, DEFAULT_MODE
+from edge_runtime.pipeline import CROP_BUDGET, DEFAULT_MODE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -66,7 +66,7 @@ def build_report(model, exported_dir, waveforms: np.ndarray, labels: np.ndarray,
     files run by the edge runtime as the device runs them, in both modes."""
     from glat_core.console import Progress as tqdm
 
-    from edge_runtime import ExportMetadata, Tagger
+    from edge_runtime import ExportMetadata, Pipeline
     from export import acceptance, litert_convert
     from glat_tf.metrics import tagging_scores
 
@@ -86,7 +86,7 @@ def build_report(model, exported_dir, waveforms: np.ndarray, labels: np.ndarray,
     for variant, files in tqdm(meta.variants.items(), desc="variants", disable=not progress):
         flatbuffers = {s: (exported_dir / files[s]).read_bytes() for s in ("global", "local")
                        if s in files}
-        tagger = Tagger.from_export(exported_dir, variant, "exact")
+        tagger = Pipeline.from_export(exported_dir, variant, "exact")
         got = acceptance.litert_outputs(tagger, waveforms, reference)
         stats = acceptance.measure(variant, reference, got, meta.window_samples,
                                    meta.crop_samples)
@@ -98,7 +98,7 @@ def build_report(model, exported_dir, waveforms: np.ndarray, labels: np.ndarray,
             "accepted": acceptance.check(variant, stats) == [],
             "fused": tagging_scores(labels, got["fused"]).summary(),
             "latency_ms": {f"{threads}_threads": latency_ms(
-                Tagger.from_export(exported_dir, variant, "exact", threads), waveforms[0],
+                Pipeline.from_export(exported_dir, variant, "exact", threads), waveforms[0],
                 latency_runs) for threads in (1, 2)},
         }
         if meta.streaming is not None:
@@ -162,9 +162,9 @@ def streaming_fused(exported_dir: pathlib.Path, variant: str, waveforms: np.ndar
     """Fused scores of the streaming mode as a device tags a file: each clip streamed on
     its own from a fresh state, hop by hop (feature buffers, crop cache and budget), its
     answer the last hop's, whose window is the clip's last whole grid steps."""
-    from edge_runtime import ArraySource, StreamTagger, Tagger
-    tagger = Tagger.from_export(exported_dir, variant, "streaming", crop_budget=crop_budget)
-    stream = StreamTagger(tagger, hop_seconds)
+    from edge_runtime import ArraySource, StreamRunner, Pipeline
+    tagger = Pipeline.from_export(exported_dir, variant, "streaming", crop_budget=crop_budget)
+    stream = StreamRunner(tagger, hop_seconds)
     answers = []
     for clip in waveforms:
         last = None

@@ -82,7 +82,7 @@ class LiteBackend(Backend):
 
     def __init__(self, folder, variant: str, threads: int = 1, mode: str = "auto",
                  crop_budget: int | None = None):
-        from edge_runtime import Tagger as Pipeline
+        from edge_runtime import Pipeline
         budget = {} if crop_budget is None else {"crop_budget": crop_budget}
         self.pipeline = Pipeline.from_export(folder, variant, mode=mode, threads=threads,
                                              **budget)
@@ -99,12 +99,12 @@ class LiteBackend(Backend):
         """([start, end) spans, outputs) of the streaming mode over `waveform`: one answer
         every `hop` samples once the stream holds a whole window, and one at the end (for a
         recording shorter than the window, the exact pipeline on all of it)."""
-        from edge_runtime import ArraySource, StreamTagger
+        from edge_runtime import ArraySource, StreamRunner
         if window != self.pipeline.window_samples:
             raise ValueError(f"streaming tags windows of the export's "
                              f"{self.pipeline.window_samples / self.sample_rate} s; pass that "
                              "window (or --exact for other windows)")
-        events = StreamTagger(self.pipeline, hop / self.sample_rate).run(
+        events = StreamRunner(self.pipeline, hop / self.sample_rate).run(
             ArraySource([waveform], self.sample_rate), final=True)
         kept = [e.result for e in events if not e.partial]
         return [(r.start, r.end) for r in kept], stack_results(kept, self.has_local)

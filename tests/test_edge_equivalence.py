@@ -111,10 +111,10 @@ def keras_windows(model, windows: np.ndarray) -> dict:
 
 
 def _events(pair_dir, variant, hop, audio):
-    from edge_runtime import ArraySource, StreamTagger, Tagger
-    tagger = Tagger.from_export(pair_dir, variant, "exact")
+    from edge_runtime import ArraySource, StreamRunner, Pipeline
+    tagger = Pipeline.from_export(pair_dir, variant, "exact")
     blocks = (audio[i:i + 3000] for i in range(0, len(audio), 3000))  # not hop-aligned on purpose
-    return tagger, list(StreamTagger(tagger, hop).run(ArraySource(blocks, tagger.sample_rate)))
+    return tagger, list(StreamRunner(tagger, hop).run(ArraySource(blocks, tagger.sample_rate)))
 
 
 @pytest.fixture(scope="module")

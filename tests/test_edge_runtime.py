@@ -14,8 +14,8 @@ import soundfile
 import soxr
 
 from edge_runtime import (ArraySource, Conditioner, FileSource, PcmSource, RingBuffer,
-                          StreamTagger, Tagger, read_metadata)
-from edge_runtime import tagger as tagger_module
+                          StreamRunner, Pipeline, read_metadata)
+from edge_runtime import pipeline as pipeline_module
 from edge_runtime.contract import ContractError
 from test_edge_equivalence import CLIP, build_pair, stream_cli_without_tensorflow
 
@@ -142,16 +142,16 @@ class StubModel:
 
 @pytest.fixture
 def stub_tagger(monkeypatch, tmp_path):
-    monkeypatch.setattr(tagger_module, "LiteModel", StubModel)
+    monkeypatch.setattr(pipeline_module, "LiteModel", StubModel)
     StubModel.seen = []
     (tmp_path / "metadata.json").write_text(json.dumps(STUB_META))
-    return Tagger.from_export(tmp_path, "f32", "exact")
+    return Pipeline.from_export(tmp_path, "f32", "exact")
 
 
 def test_each_hop_sees_exactly_the_stream_window(stub_tagger):
     audio = np.random.default_rng(4).standard_normal(int(5.3 * RATE)).astype(np.float32) * 0.1
     blocks = (audio[i:i + 777] for i in range(0, len(audio), 777))
-    events = list(StreamTagger(stub_tagger, hop_seconds=0.75).run(ArraySource(blocks, RATE)))
+    events = list(StreamRunner(stub_tagger, hop_seconds=0.75).run(ArraySource(blocks, RATE)))
     ends = [int(round(e.time * RATE)) for e in events]
     assert ends == list(range(24000, len(audio), 24000)) + [len(audio)]  # last: stream end
     assert [e.partial for e in events] == [end < 2 * RATE for end in ends]
@@ -195,7 +195,7 @@ def test_one_hour_generator_stream_keeps_memory_flat(stub_tagger):
     """3600 hops of a 16 kHz stereo stream through the conditioner, ring buffer and tagger."""
     block = np.random.default_rng(5).standard_normal((8000, 2)).astype(np.float32) * 0.1
     hour = ArraySource((block for _ in range(2 * 3600)), 16000)
-    stream = StreamTagger(stub_tagger, hop_seconds=1.0)
+    stream = StreamRunner(stub_tagger, hop_seconds=1.0)
     StubModel.seen = None  # keeping every window would be the test's own leak
     tracemalloc.start()
     try:
@@ -235,8 +235,8 @@ def clip():
 
 
 def _run(pair, source, hop=1.0, final=False):
-    tagger = Tagger.from_export(pair, "f32", "exact")
-    return list(StreamTagger(tagger, hop).run(source, final=final))
+    tagger = Pipeline.from_export(pair, "f32", "exact")
+    return list(StreamRunner(tagger, hop).run(source, final=final))
 
 
 def _cli(pair, *args, stdin=None, timeout=120, variant="f32"):
@@ -299,8 +299,8 @@ def test_other_rates_and_bit_depths_tag_like_the_original(pair, clip, tmp_path, 
 def test_nan_samples_are_zeroed_and_flagged(pair, clip):
     dirty = clip.copy()
     dirty[int(2.5 * RATE):int(2.5 * RATE) + 100] = np.nan
-    tagger = Tagger.from_export(pair, "f32", "exact")
-    events = list(StreamTagger(tagger, 1.0).run(ArraySource([dirty], RATE)))
+    tagger = Pipeline.from_export(pair, "f32", "exact")
+    events = list(StreamRunner(tagger, 1.0).run(ArraySource([dirty], RATE)))
     assert [e.nan_samples for e in events] == [0, 0, 100, 0, 0, 0, 0]
     assert all(np.isfinite(e.result.fused).all() for e in events)
     zeroed = np.nan_to_num(dirty, nan=0.0)
@@ -376,7 +376,7 @@ def test_a_file_that_is_not_a_litert_model_is_named(pair, tmp_path):
 def test_an_older_export_is_refused_with_re_export(pair, tmp_path):
     old = _export_copy(pair, tmp_path / "old", format="glat-tf-litert/1")
     with pytest.raises(ContractError, match="re-export"):
-        Tagger.from_export(old, "f32", "exact")
+        Pipeline.from_export(old, "f32", "exact")
 
 
 def test_short_file_is_answered_at_its_own_length(built, clip, tmp_path):
@@ -394,7 +394,7 @@ def test_short_file_is_answered_at_its_own_length(built, clip, tmp_path):
     assert [(line["start_seconds"], line["end_seconds"], line.get("partial", False),
              line.get("final", False)) for line in lines] == [
         (0.0, 1.0, True, False), (0.0, 2.0, True, False), (0.0, 2.5, False, True)]
-    tagger = Tagger.from_export(pair, "f32", "exact")
+    tagger = Pipeline.from_export(pair, "f32", "exact")
     want = tagger.exact(short)
     final = lines[-1]
     names = [row["display_name"] for row in built.labels]
@@ -420,10 +420,10 @@ def test_a_global_only_export_fuses_to_the_global_score(pair, clip, tmp_path):
     meta.update(n_clips=0, crop_samples=0, variants={"f32": {"global": "global_f32.tflite"}})
     meta.pop("streaming")
     (folder / "metadata.json").write_text(json.dumps(meta))
-    tagger = Tagger.from_export(folder, "f32")  # auto: no streaming models, so exact
+    tagger = Pipeline.from_export(folder, "f32")  # auto: no streaming models, so exact
     assert tagger.mode == "exact"
-    events = list(StreamTagger(tagger, 1.0).run(ArraySource([clip], RATE)))
-    full = Tagger.from_export(pair, "f32", "exact")
+    events = list(StreamRunner(tagger, 1.0).run(ArraySource([clip], RATE)))
+    full = Pipeline.from_export(pair, "f32", "exact")
     for event in events:
         np.testing.assert_array_equal(event.result.fused, event.result.global_)
         line = tagger.record(event.result, partial=event.partial)

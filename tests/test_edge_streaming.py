@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge_runtime import ArraySource, StreamingPlan, StreamTagger, Tagger, glue, read_metadata
+from edge_runtime import ArraySource, StreamingPlan, StreamRunner, Pipeline, glue, read_metadata
 from edge_runtime.streaming import FeatureStream
 from test_edge_equivalence import (CLIP, F32_ATOL, INT8_ATOL, build_pair,
                                   stream_cli_without_tensorflow)
@@ -140,9 +140,9 @@ def keras_reference(model, meta, audio, stream_end, crop_exact):
 
 def stream_events(pair_dir, variant, hop, audio, crop_budget=2):
     meta = read_metadata(pair_dir).to_dict()
-    tagger = Tagger.from_export(pair_dir, variant, "streaming", crop_budget=crop_budget)
+    tagger = Pipeline.from_export(pair_dir, variant, "streaming", crop_budget=crop_budget)
     blocks = (audio[i:i + 3000] for i in range(0, len(audio), 3000))
-    return meta, tagger, list(StreamTagger(tagger, hop).run(ArraySource(blocks, RATE)))
+    return meta, tagger, list(StreamRunner(tagger, hop).run(ArraySource(blocks, RATE)))
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +188,7 @@ def test_full_budget_streaming_is_the_exact_mode_on_its_window(f32, clip, hop, s
     audio = np.concatenate([clip, clip[::-1]])[:int(seconds * RATE)]
     meta = read_metadata(f32.dir)
     _, _, events = stream_events(f32.dir, "f32", hop, audio, crop_budget=meta.n_clips)
-    exact = Tagger.from_export(f32.dir, "f32", "exact")
+    exact = Pipeline.from_export(f32.dir, "f32", "exact")
     stride, window = meta.streaming.stride_samples, meta.window_samples
     assert meta.streaming.window_features * stride == window  # the 4 s window: whole steps
     padded = np.concatenate([np.zeros(window, np.float32), audio])
@@ -216,7 +216,7 @@ def test_cli_default_is_streaming_and_exact_one_flag_away(f32, tmp_path):
     exact, _ = stream_cli_without_tensorflow([*common, "--exact"], tmp_path)
     assert default == streaming and len(default) == 7
     assert default != exact
-    assert Tagger.from_export(f32.dir, "f32").mode == "streaming"
+    assert Pipeline.from_export(f32.dir, "f32").mode == "streaming"
 
 
 @pytest.mark.slow
@@ -265,13 +265,13 @@ def test_streaming_needs_streaming_models(f32, tmp_path):
         files = meta["variants"]["f32"]
         meta["variants"]["f32"] = {"global": files["global"], "local": files["local"]}
     with pytest.raises(ValueError, match="--streaming"):
-        Tagger.from_export(_export_copy(f32.dir, tmp_path / "bare", bare), "f32", "streaming")
+        Pipeline.from_export(_export_copy(f32.dir, tmp_path / "bare", bare), "f32", "streaming")
     without = _export_copy(f32.dir, tmp_path / "without", lambda meta: meta.pop("streaming"))
     with pytest.raises(ValueError, match="--streaming"):
-        Tagger.from_export(without, "f32", "streaming")
-    assert Tagger.from_export(without, "f32").mode == "exact"  # auto falls back
+        Pipeline.from_export(without, "f32", "streaming")
+    assert Pipeline.from_export(without, "f32").mode == "exact"  # auto falls back
     with pytest.raises(ValueError, match="crop_budget must be an integer >= 0"):
-        Tagger.from_export(f32.dir, "f32", "streaming", crop_budget=-1)
+        Pipeline.from_export(f32.dir, "f32", "streaming", crop_budget=-1)
 
 
 def test_edge_models_score_crops_as_the_whole_crop_model(f32, clip, tmp_path):
@@ -318,11 +318,11 @@ def test_one_hour_streaming_keeps_memory_and_crop_cache_bounded(f32):
     """An hour from a generator at a 2 s hop: resident memory stays put and the crop cache
     never holds more crops than the window has grid steps."""
     meta = read_metadata(f32.dir).to_dict()
-    tagger = Tagger.from_export(f32.dir, "f32", "streaming")
+    tagger = Pipeline.from_export(f32.dir, "f32", "streaming")
     rng = np.random.default_rng(8)
     seconds = (rng.standard_normal(RATE).astype(np.float32) * 0.05 for _ in range(3600))
     rss, cached = [], []
-    for event in StreamTagger(tagger, 2.0).run(ArraySource(seconds, RATE)):
+    for event in StreamRunner(tagger, 2.0).run(ArraySource(seconds, RATE)):
         with open("/proc/self/statm") as f:
             rss.append(int(f.read().split()[1]) * 4096)
         cached.append(len(tagger.local.cache))

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from export import acceptance, litert_convert
 from export.saved_model import export_saved_model
-from edge_runtime import Tagger
+from edge_runtime import Pipeline
 from edge_runtime.contract import SavedModelFacts
 from export.calibration import read_calibration
 from export.tflite import VARIANTS, export_tflite
@@ -141,7 +141,7 @@ def test_builtin_ops_only_and_float_frontend(exported, variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_litert_pair_matches_keras_within_the_stage_tolerance(exported, variant):
-    tagger = Tagger.from_export(exported["root"] / "lite", variant, "exact")
+    tagger = Pipeline.from_export(exported["root"] / "lite", variant, "exact")
     got = acceptance.litert_outputs(tagger, exported["waveforms"], exported["reference"])
     stats = acceptance.measure(variant, exported["reference"], got, WINDOW, 16000)
     acceptance.assert_accepted(variant, stats)
@@ -152,7 +152,7 @@ def test_litert_pair_matches_keras_within_the_stage_tolerance(exported, variant)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_digital_silence_gives_finite_scores(exported, variant):
     # Plain float16 conversion rounds the log's floor 1e-10 to 0: log(0) and NaN scores.
-    out = Tagger.from_export(exported["root"] / "lite", variant, "exact")(
+    out = Pipeline.from_export(exported["root"] / "lite", variant, "exact")(
         np.zeros(WINDOW, np.float32))
     assert all(np.isfinite(x).all() for x in (out.fused, out.global_, out.local))
     silent = exported["model"](np.zeros([1, WINDOW], np.float32))["fused"][0]

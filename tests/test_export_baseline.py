@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from edge_runtime import ExportMetadata, Tagger
+from edge_runtime import ExportMetadata, Pipeline
 from edge_runtime.contract import SavedModelFacts
 from export.saved_model import export_saved_model
 from export.tflite import export_tflite
@@ -31,7 +31,7 @@ def test_the_baseline_exports_to_litert_and_the_edge_runtime_tags_with_it(baseli
     assert meta.n_clips == 0 and meta.crop_samples == 0
     assert sorted(p.name for p in tmp_path.glob("*.tflite")) == ["global_f32.tflite"]
     wave = np.random.default_rng(0).normal(0, 0.1, WINDOW).astype(np.float32)
-    result = Tagger.from_export(tmp_path, "f32", mode="exact")(wave)
+    result = Pipeline.from_export(tmp_path, "f32", mode="exact")(wave)
     expected = baseline(wave[None])["global"][0].numpy()
     np.testing.assert_allclose(result.global_, expected, atol=1e-5)
     np.testing.assert_array_equal(result.fused, result.global_)  # nothing to fuse with

@@ -359,7 +359,7 @@ def test_the_loop_and_model_fit_run_the_same_training_step(shards):
 
 @pytest.mark.slow
 def test_shared_weights_train_mirrored_and_export_as_one_backbone_used_twice(shards, tmp_path):
-    from edge_runtime import Tagger
+    from edge_runtime import Pipeline
     from export.tflite import export_tflite
     from glat_tf.class_names import from_model
 
@@ -373,6 +373,6 @@ def test_shared_weights_train_mirrored_and_export_as_one_backbone_used_twice(sha
     window = 2 * SR
     export_tflite(model, tmp_path / "lite", from_model(model), window_samples=window)
     wave = np.random.default_rng(5).normal(0, 0.1, window).astype(np.float32)
-    got = Tagger.from_export(tmp_path / "lite", "f32", mode="exact")(wave)
+    got = Pipeline.from_export(tmp_path / "lite", "f32", mode="exact")(wave)
     expected = model(wave[None], training=False)
     np.testing.assert_allclose(got.fused, expected["fused"][0], atol=1e-5)

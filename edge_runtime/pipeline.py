@@ -20,7 +20,7 @@ from glat_core.audio import pad_to
 from glat_core.tags import window_record
 
 MODES = ("exact", "streaming")
-# The mode a Tagger runs when none is asked for (an export with streaming models): its
+# The mode a Pipeline runs when none is asked for (an export with streaming models): its
 # window equals the exact model's on the same audio, and its fused mAP on the demo eval clips
 # is within 0.005 of the exact mode's at the default crop budget (glat-export report; README).
 DEFAULT_MODE = "streaming"
@@ -48,16 +48,16 @@ class HopResult:
     end: int = 0
 
 
-class Tagger:
+class Pipeline:
     """GL-AT on an exported LiteRT folder, one window per call (no TensorFlow needed).
 
-    `tagger(history, stream_end)` takes the stream's last `history_samples` samples
+    `pipeline(history, stream_end)` takes the stream's last `history_samples` samples
     (zeros before it began) ending at stream sample `stream_end` and returns a HopResult.
     `record(...)` / `json_line(...)` turn a result into the JSON line's dict / text.
 
     Example:
-        tagger = Tagger.from_export("lite/", variant="int8", mode="streaming")
-        result = tagger(np.zeros(tagger.history_samples, np.float32), stream_end=320000)
+        pipeline = Pipeline.from_export("lite/", variant="int8", mode="streaming")
+        result = pipeline(np.zeros(pipeline.history_samples, np.float32), stream_end=320000)
         result.fused.shape  # (num_classes,)
     """
 
@@ -78,8 +78,8 @@ class Tagger:
 
     @classmethod
     def from_export(cls, folder, variant: str = "int8", mode: str = "auto", threads: int = 1,
-                    crop_budget: int = CROP_BUDGET) -> "Tagger":
-        """The Tagger of `variant` in `mode` ("exact", "streaming", or "auto": the default
+                    crop_budget: int = CROP_BUDGET) -> "Pipeline":
+        """The Pipeline of `variant` in `mode` ("exact", "streaming", or "auto": the default
         mode if the export has its models, else exact), files as metadata.json lists them."""
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
@@ -200,7 +200,7 @@ class Tagger:
     def json_line(self, *args, **kwargs) -> str:
         return json.dumps(self.record(*args, **kwargs), ensure_ascii=False)
 
-    def _exact(self) -> "Tagger":
+    def _exact(self) -> "Pipeline":
         if self._exact_tagger is None:
             self._exact_tagger = self._make_exact()
         return self._exact_tagger
