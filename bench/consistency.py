@@ -48,7 +48,7 @@ def export_all(model, name: str, out: pathlib.Path, calibration) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="the GL-AT .keras")
-    parser.add_argument("--baseline", help="the baseline .keras (BackboneTagger)")
+    parser.add_argument("--baseline", help="the baseline .keras (Baseline)")
     parser.add_argument("--calibration", required=True, help="train shard glob (int8)")
     parser.add_argument("--out", default="runs/consistency")
     parser.add_argument("--results", default=str(ROOT / "results"))

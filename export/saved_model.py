@@ -17,7 +17,7 @@ def serving_function(model):
     """waveform (batch, samples) float32 -> fused/global/local (batch, L), per_clip (batch, N,
     L), framewise (batch, frames', L) the global frame activations, clip_starts (batch, N)
     int32 samples from the input's start (the unit of every export), selected_classes
-    (batch, N) int32; a baseline (BackboneTagger) gives `global` and `framewise` only: the
+    (batch, N) int32; a baseline (Baseline) gives `global` and `framewise` only: the
     model's `output_keys`. Input of another rank, shorter than `min_samples` (tau, one
     second for a baseline) or not finite fails with InvalidArgumentError."""
     window = model.min_samples
@@ -51,7 +51,7 @@ def export_saved_model(model, out_dir, labels, *, version: int = 1,
     """Writes `<out_dir>/<version>/` (saved_model.pb, variables/, assets/labels.csv and
     assets/model.json, the SavedModelFacts a client cuts audio by).
 
-    `model` is a GlatModel or a BackboneTagger; `labels` a LabelMap of its classes. TF
+    `model` is a GlatModel or a Baseline; `labels` a LabelMap of its classes. TF
     Serving serves the highest version under `out_dir`; an existing version is refused
     unless `overwrite`.
     """

@@ -33,7 +33,7 @@ INT8_FLOAT_OPS = ("LOGISTIC",)
 
 def global_function(model):
     """waveform (1, window) -> GlatModel.global_stage's scores and windows (not its crops);
-    for a BackboneTagger its global_stage's scores and frame activations."""
+    for a Baseline its global_stage's scores and frame activations."""
     return litert_convert.stage_outputs(model.global_stage, global_outputs(model))
 
 
@@ -126,7 +126,7 @@ def check_exportable(model, streaming: bool = False) -> None:
 def export_tflite(model, out_dir, labels, *, variants=("f32",), window_samples=None,
                   calibration=None, streaming=False) -> dict:
     """Writes `global_<v>.tflite`, `local_<v>.tflite` per variant and metadata.json (a
-    BackboneTagger, the baseline, writes `global_<v>.tflite` only: n_clips 0).
+    Baseline, the baseline, writes `global_<v>.tflite` only: n_clips 0).
 
     `labels` is a LabelMap; `calibration` an array (clips, samples) of real audio,
     needed by int8. `streaming` also writes the feature-streaming models per variant

@@ -15,12 +15,12 @@ from glat_core import console as _console  # noqa: E402  before TensorFlow: quie
 _console.quiet_startup()
 
 # Importing the models registers every class a saved .keras file names (GlatModel,
-# BackboneTagger, the backbones and their layers): `import glat_tf` is enough for
+# Baseline, the backbones and their layers): `import glat_tf` is enough for
 # keras.saving.load_model.
-from glat_tf.baseline import BackboneTagger  # noqa: E402
+from glat_tf.baseline import Baseline  # noqa: E402
 from glat_tf.config import FrontendConfig  # noqa: E402
 from glat_tf.model import GlatModel  # noqa: E402
 
 from glat_core.tagger import Tagger  # noqa: E402
 
-__all__ = ["BackboneTagger", "FrontendConfig", "GlatModel", "Tagger", "__version__"]
+__all__ = ["Baseline", "FrontendConfig", "GlatModel", "Tagger", "__version__"]

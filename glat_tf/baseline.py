@@ -10,7 +10,7 @@ from glat_tf.model import global_stream
 
 
 @keras.saving.register_keras_serializable(package="glat_tf")
-class BackboneTagger(TaggingModel):
+class Baseline(TaggingModel):
     """A backbone alone, scored on whole clips: the baseline GL-AT is compared with.
 
     Input: float32 waveform (batch, samples). Output dict: `global` (batch, L)
@@ -20,7 +20,7 @@ class BackboneTagger(TaggingModel):
     `backbone_kwargs`) or a Backbone instance, saved as an object.
 
     Example:
-        model = BackboneTagger(backbone="cnn10_tiny", num_classes=10)
+        model = Baseline(backbone="cnn10_tiny", num_classes=10)
         out = model(tf.zeros([2, 64000]))
         out["global"].shape  # (2, 10)
     """
@@ -67,3 +67,7 @@ class BackboneTagger(TaggingModel):
     def get_config(self):
         return {**super().get_config(),
                 "backbone": keras.saving.serialize_keras_object(self.global_backbone)}
+
+
+# Files saved before the rename name the class BackboneTagger: they still load.
+keras.saving.get_custom_objects()["glat_tf>BackboneTagger"] = Baseline

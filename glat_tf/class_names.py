@@ -1,6 +1,6 @@
 """Where a model's class names come from: one resolution order for fit, eval and export.
 
-Models written by glat-fit carry their class names (GlatModel/BackboneTagger
+Models written by glat-fit carry their class names (GlatModel/Baseline
 `class_names`, `class_mids`). Older files had a `labels.csv` beside them; shards carry
 theirs in the manifest or a CSV beside them; a 527-class model without names is AudioSet.
 """

@@ -1,5 +1,5 @@
 """The one model loader every command uses: a `.keras` file written by glat-fit (or the
-PANNs converter) -> a GlatModel or a BackboneTagger, anything else refused with the reason."""
+PANNs converter) -> a GlatModel or a Baseline, anything else refused with the reason."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pathlib
 import keras
 
 from glat_tf.backbones.base import Backbone
-from glat_tf.baseline import BackboneTagger
+from glat_tf.baseline import Baseline
 from glat_tf.model import GlatModel
 
-TAGGERS = (GlatModel, BackboneTagger)
+TAGGERS = (GlatModel, Baseline)
 
 
 def load_model(path: str | os.PathLike, kinds: tuple = TAGGERS):
-    """A GlatModel or a BackboneTagger (the baseline) from a `.keras` file; anything else
+    """A GlatModel or a Baseline (the baseline) from a `.keras` file; anything else
     is refused with the reason (a folder, another format, another class). `kinds` widens
     the classes accepted: glat-fit --init also takes a bare Backbone (a PANNs conversion)."""
     path = pathlib.Path(path)

@@ -27,14 +27,14 @@ def built(tmp_path_factory):
     import keras
     from export.saved_model import export_saved_model
     from export.tflite import export_tflite
-    from glat_tf import BackboneTagger, GlatModel
+    from glat_tf import Baseline, GlatModel
     from glat_tf.data.labels import LabelMap
     root = tmp_path_factory.mktemp("consistency")
     keras.utils.set_random_seed(11)
     mids = tuple(f"/m/{n}" for n in NAMES)
     glat = GlatModel.from_preset("cnn10_tiny", num_classes=4, n_clips=2, tau=1.0,
                                  class_names=NAMES, class_mids=mids)
-    base = BackboneTagger(backbone="cnn10_tiny", num_classes=4, class_names=NAMES,
+    base = Baseline(backbone="cnn10_tiny", num_classes=4, class_names=NAMES,
                           class_mids=mids)
     labels = LabelMap(mids, NAMES)
     files = consistency.write_audio_set(root / "audio")

@@ -67,7 +67,7 @@ def test_a_corrupt_evaluation_record_is_named_and_clean_shards_pass(tmp_path):
 
 def test_training_checkpoints_the_finished_steps_before_it_stops(tmp_path):
     from test_train import CHEAP
-    from glat_tf.baseline import BackboneTagger
+    from glat_tf.baseline import Baseline
     from train.loop import DamagedInputError, LoopSettings, Trainer
 
     clean, _ = _tiny(tmp_path / "clean", samples=64000)
@@ -79,7 +79,7 @@ def test_training_checkpoints_the_finished_steps_before_it_stops(tmp_path):
             pipeline.train_dataset(damaged, 4, 4, seed=0, skip_corrupt=False))
 
     def build():
-        model = BackboneTagger("cnn6_tiny", 4, backbone_kwargs=CHEAP)
+        model = Baseline("cnn6_tiny", 4, backbone_kwargs=CHEAP)
         model.build((None, 64000))
         return model
 

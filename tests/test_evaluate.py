@@ -11,7 +11,7 @@ from glat_tf.data.labels import LabelMap
 from glat_tf.metrics import tagging_scores
 from glat_tf.model import GlatModel
 from test_train import CHEAP, SR, TONES, make_tone_shards
-from glat_tf.baseline import BackboneTagger
+from glat_tf.baseline import Baseline
 from train.durations import duration_groups, group_of
 from train.evaluate import evaluate, main, predict, with_clips
 
@@ -88,7 +88,7 @@ def test_with_clips_keeps_the_trained_weights():
 
 
 def test_backbone_only_model_reports_global_only_and_refuses_a_sweep(setup, tmp_path):
-    model = BackboneTagger("cnn6_tiny", num_classes=len(TONES))
+    model = Baseline("cnn6_tiny", num_classes=len(TONES))
     model.build((None, 2 * SR))
     path = setup["root"] / "model" / "baseline.keras"
     model.save(path)

@@ -9,7 +9,7 @@ from edge_runtime import ExportMetadata, Pipeline
 from edge_runtime.contract import SavedModelFacts
 from export.saved_model import export_saved_model
 from export.tflite import export_tflite
-from glat_tf import BackboneTagger
+from glat_tf import Baseline
 from glat_tf.data.labels import LabelMap
 
 RATE, WINDOW = 32000, 64000
@@ -18,7 +18,7 @@ LABELS = LabelMap(tuple(f"/m/b{i}" for i in range(3)), ("one", "two", "three"))
 
 @pytest.fixture(scope="module")
 def baseline():
-    model = BackboneTagger("cnn6_tiny", num_classes=3, class_names=LABELS.names,
+    model = Baseline("cnn6_tiny", num_classes=3, class_names=LABELS.names,
                            class_mids=LABELS.mids,
                            backbone_kwargs={"n_mels": 32, "hop_length": 640})
     model(tf.zeros([1, WINDOW]))

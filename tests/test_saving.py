@@ -68,7 +68,7 @@ def test_a_saved_model_loads_without_the_preset_table(tmp_path, monkeypatch):
 def test_import_glat_tf_is_enough_to_load_every_kind_of_file(tmp_path):
     wave = np.zeros((1, 32000), np.float32)
     glat = glat_tf.GlatModel("cnn6_tiny", num_classes=3, n_clips=1, tau=0.5)
-    baseline = glat_tf.BackboneTagger("cnn6_tiny", num_classes=3)
+    baseline = glat_tf.Baseline("cnn6_tiny", num_classes=3)
     backbone = glat_tf.backbones.build("talnet_tiny", num_classes=3)
     for name, model in (("glat", glat), ("baseline", baseline), ("backbone", backbone)):
         model(wave)
@@ -80,4 +80,4 @@ def test_import_glat_tf_is_enough_to_load_every_kind_of_file(tmp_path):
                            *[str(tmp_path / f"{n}.keras") for n in ("glat", "baseline", "backbone")]],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["GlatModel", "BackboneTagger", "TALNet"]
+    assert done.stdout.split() == ["GlatModel", "Baseline", "TALNet"]

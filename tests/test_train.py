@@ -16,7 +16,7 @@ import tensorflow as tf
 from data_fixtures import write_tiny_shards
 from glat_tf.model import GlatModel
 from harness import assert_round_trips
-from glat_tf.baseline import BackboneTagger
+from glat_tf.baseline import Baseline
 from train.checkpoints import StopRequest
 from train.fit import main, parse_args
 from train.init_weights import load_init
@@ -204,7 +204,7 @@ def test_frozen_global_keeps_global_weights_bit_identical(shards, tmp_path):
 
 def test_mixed_float16_trains_with_a_loss_scale(shards, tmp_path):
     def build():
-        model = BackboneTagger("cnn6_tiny", len(TONES), backbone_kwargs=CHEAP)
+        model = Baseline("cnn6_tiny", len(TONES), backbone_kwargs=CHEAP)
         model.build((None, 2 * SR))
         return model
 
@@ -235,7 +235,7 @@ def test_briefly_trained_tiny_model_beats_chance_map(shards, tmp_path):
 
 
 def test_backbone_tagger_round_trips_and_initialises_both_glat_streams(tmp_path):
-    tagger = BackboneTagger("cnn6_tiny", num_classes=3)
+    tagger = Baseline("cnn6_tiny", num_classes=3)
     outputs = assert_round_trips(tagger, (tf.random.normal([2, SR]) * 0.1,), tmp_path)
     assert outputs["global"].shape == (2, 3)
     assert np.all((outputs["global"] > 0) & (outputs["global"] < 1))
@@ -249,7 +249,7 @@ def test_backbone_tagger_round_trips_and_initialises_both_glat_streams(tmp_path)
 
 
 def test_init_refuses_another_architecture(tmp_path):
-    cnn10 = BackboneTagger("cnn10_tiny", num_classes=3)
+    cnn10 = Baseline("cnn10_tiny", num_classes=3)
     cnn10.build((None, SR))
     cnn10.save(tmp_path / "cnn10.keras")
     glat = GlatModel("cnn6_tiny", num_classes=3, n_clips=2, tau=0.5)

@@ -13,7 +13,7 @@ HEAD_LAYER = "fc_audioset"  # the classifier; its shape follows the label set
 
 
 def streams(model) -> dict:
-    """The backbones of a GlatModel (`global`, `local`), a BackboneTagger (`global`) or a bare backbone."""
+    """The backbones of a GlatModel (`global`, `local`), a Baseline (`global`) or a bare backbone."""
     if not isinstance(model, TaggingModel):
         return {"global": model}
     return {"global": model.global_backbone,

@@ -117,7 +117,7 @@ def _stop_agreement(strategy):
 
 
 class Trainer:
-    """Trains a TaggingModel (GlatModel or BackboneTagger) under a tf.distribute strategy.
+    """Trains a TaggingModel (GlatModel or Baseline) under a tf.distribute strategy.
 
     `build_model()` is called inside `strategy.scope()` and must return a built model;
     `train_data(input_context, seed, start_batch)` returns the infinite (waveform, labels)

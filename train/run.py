@@ -111,12 +111,12 @@ class FitConfig:
 def build_model(config: FitConfig, num_classes: int, sample_rate: int, labels, samples: int):
     """The built GlatModel (or baseline) of `config`, named by the shards' `labels`."""
     from glat_tf import backbones
-    from glat_tf.baseline import BackboneTagger
+    from glat_tf.baseline import Baseline
     from glat_tf.model import GlatModel
 
     names = {} if labels is None else {"class_names": labels.names, "class_mids": labels.mids}
     if config.backbone_only:
-        model = BackboneTagger(config.backbone, num_classes, sample_rate,
+        model = Baseline(config.backbone, num_classes, sample_rate,
                                backbone_kwargs=config.backbone_kwargs, **names)
     else:
         local = None
