@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='preset overrides as JSON, e.g. \'{"n_mels": 32, "hop_length": 640}\'')
     p.add_argument("--share-weights", action="store_true",
                    help="one network for both streams (L_l also trains the global features)")
+    p.add_argument("--reuse-features", action="store_true",
+                   help="with --share-weights: a window's local score from the global features "
+                        "over it (no second backbone pass)")
     p.add_argument("--distill-weight", type=float, default=0.0,
                    help="weight of the global stream's loss on the fused/local score as a soft "
                         "target (0: off)")

@@ -15,7 +15,8 @@ class FitConfig:
     """One training run. `backbone_kwargs` overrides the preset's frontend (n_mels,
     hop_length, spec_augment, ...) and architecture settings; `batch_size` is the global
     batch over all replicas; `checkpoint_every` defaults to `eval_every`. The GL-AT
-    variants (GlatModel): `share_weights`, `distill_weight`/`distill_target`, and a cheaper
+    variants (GlatModel): `share_weights` (with `reuse_features`: local scores off the global
+    features), `distill_weight`/`distill_target`, and a cheaper
     local stream `local_backbone` (a preset) with `local_backbone_kwargs`."""
 
     train: str
@@ -29,6 +30,7 @@ class FitConfig:
     suppress_overlap: bool = True
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)
     share_weights: bool = False
+    reuse_features: bool = False
     distill_weight: float = 0.0
     distill_target: str = "fused"
     local_backbone: str | None = None
@@ -97,6 +99,7 @@ def build_model(config: FitConfig, num_classes: int, sample_rate: int, labels, s
                           loss_mode=config.loss_mode, suppress_overlap=config.suppress_overlap,
                           selection=config.selection, backbone_kwargs=config.backbone_kwargs,
                           local_backbone=local, share_weights=config.share_weights,
+                          reuse_features=config.reuse_features,
                           distill_weight=config.distill_weight,
                           distill_target=config.distill_target, **names)
     model.build((None, samples))
