@@ -88,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="override the config's steps")
     parser.add_argument("--long-steps", type=int, default=0,
                         help="also train baseline_long and glat_reuse_long this long (0: no)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tabulate the finished runs of these seeds and rows")
     parser.add_argument("--out", default="runs/realset")
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
@@ -123,9 +125,12 @@ def main(argv=None) -> int:
             else:
                 fit = {**config, **specs[name]}
             fit["seed"] = seed
+            run_dir = os.path.join(args.out, name, f"seed{seed}")
+            if args.report_only and not os.path.exists(os.path.join(run_dir, "eval",
+                                                                    "summary.json")):
+                continue
             t0 = time.perf_counter()
-            result = run_one(fit, os.path.join(args.out, name, f"seed{seed}"), data,
-                             measure_cost=seed == seeds[0])
+            result = run_one(fit, run_dir, data, measure_cost=seed == seeds[0])
             runs.setdefault(name, {})[seed] = result
             steps.setdefault(name, {})[seed] = fit["steps"]
             maps = ", ".join(f"{s} {v['mAP']:.3f}" for s, v in result["eval"].items())
