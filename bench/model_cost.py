@@ -82,15 +82,29 @@ def multiply_adds(model, samples: int) -> dict:
     return out
 
 
-def saved_model_cost(path: str, seconds: float, repeats: int) -> dict:
-    """Inference cost of one saved .keras model: ms per clip at batch 1 and multiply-adds."""
+def saved_model_costs(paths, seconds: float, repeats: int) -> dict:
+    """{path: inference cost} of saved .keras models: ms per clip at batch 1 (median over
+    `repeats` rounds that time every model once in turn, so a load change hits all of them
+    alike) and multiply-adds."""
     import keras
-    model = keras.saving.load_model(path, compile=False)
-    samples = int(round(seconds * model.sample_rate))
-    macs = multiply_adds(model, samples)
-    return {"model": path, "seconds": seconds, "multiply_adds": sum(macs.values()),
-            "multiply_adds_by_stage": macs, "ms_per_clip": ms_per_clip(model, 1, samples, repeats),
-            "params": trainable_params(model)}
+    models = {p: keras.saving.load_model(p, compile=False) for p in paths}
+    rows, forwards, times = {}, {}, {p: [] for p in paths}
+    for path, model in models.items():
+        samples = int(round(seconds * model.sample_rate))
+        macs = multiply_adds(model, samples)
+        rows[path] = {"seconds": seconds, "multiply_adds": sum(macs.values()),
+                      "multiply_adds_by_stage": macs, "params": trainable_params(model)}
+        forwards[path] = (tf.function(lambda w, m=model: m(w, training=False)),
+                          tf.random.normal([1, samples], stddev=0.1))
+        tf.nest.map_structure(lambda t: t.numpy(), forwards[path][0](forwards[path][1]))
+    for _ in range(repeats):
+        for path, (forward, wave) in forwards.items():
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), forward(wave))
+            times[path].append(time.perf_counter() - start)
+    for path in paths:
+        rows[path]["ms_per_clip"] = 1000 * statistics.median(times[path])
+    return rows
 
 
 def glat_model(preset, num_classes, n_clips, tau):
@@ -168,7 +182,8 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="", type=lambda t: [v for v in t.split(",") if v],
                         help="GL-AT variants of train/variants.py to measure too, e.g. "
                              "glat_shared,glat_cheap_local")
-    parser.add_argument("--model", help="measure this saved .keras model only (batch 1)")
+    parser.add_argument("--model", nargs="+", help="measure these saved .keras models only "
+                        "(batch 1, timed in turn; --out gets {path: cost}, or the cost of one)")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
     parser.add_argument("--out", default="bench/results/model_cost.json")
     args = parser.parse_args(argv)
@@ -177,13 +192,16 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     if args.model:
-        if not os.path.exists(args.model):
-            parser.error(f"--model {args.model}: no such file")
-        row = saved_model_cost(args.model, args.seconds, args.repeats)
-        row["threads"], row["load_average_1min"] = args.threads, os.getloadavg()[0]
+        missing = [p for p in args.model if not os.path.exists(p)]
+        if missing:
+            parser.error(f"--model {missing[0]}: no such file")
+        rows = saved_model_costs(args.model, args.seconds, args.repeats)
+        for row in rows.values():
+            row["threads"], row["load_average_1min"] = args.threads, os.getloadavg()[0]
         with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(row, f, indent=1)
-        print(json.dumps(row))
+            json.dump(rows if len(rows) > 1 else {"model": args.model[0], **rows[args.model[0]]},
+                      f, indent=1)
+        print(json.dumps(rows))
         return 0
     presets = args.presets or full_size_presets()
     unknown = sorted(set(presets) - set(backbones.names()))

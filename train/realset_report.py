@@ -44,11 +44,23 @@ def text(agg: dict, digits: int = 3) -> str:
     return f"{agg['mean']:.{digits}f} +- {agg['std']:.{digits}f}"
 
 
-def rows_of(result: dict, aggregate) -> list:
+def interleaved_costs(folder: str) -> dict:
+    """{run name: cost} from <folder>/realset_inference.json, bench/model_cost.py --model over
+    every row's seed-0 model timed in turn (steadier than the per-run timings on a loaded
+    machine); {} when absent."""
+    path = os.path.join(folder, "realset_inference.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return {model.replace("\\", "/").split("/")[-3]: row for model, row in json.load(f).items()}
+
+
+def rows_of(result: dict, interleaved: dict) -> list:
     rows = []
     for name, per_seed in result["runs"].items():
         done = [r for r in per_seed.values() if "eval" in r]
-        cost = next((r["cost"] for r in per_seed.values() if "cost" in r), None)
+        cost = interleaved.get(name) or next(
+            (r["cost"] for r in per_seed.values() if "cost" in r), None)
         cpu = mean_std([r["cpu"]["train_cpu_seconds"] for r in done])
         steps = mean_std(list(result["steps"][name].values()))
         for stream in streams_of(name):
@@ -84,7 +96,7 @@ def markdown(rows: list, result: dict) -> str:
               "train or val); short/medium/long: classes by median event duration "
               "(< 0.5 s, > 2 s). Train CPU-s: measured in each run (time.process_time, one "
               "TensorFlow thread, evaluations excluded). Inference: seed-0 model, batch 1, one "
-              f"thread; multiply-adds from TensorFlow's profiler (float ops / 2). "
+              "thread, median of rounds timing every row's model in turn; multiply-adds from TensorFlow's profiler (float ops / 2). "
               f"{result['minutes']:.0f} min of runs in this invocation.",
               "", f"Command: `{result['command']}`"]
     return "\n".join(lines)
@@ -118,9 +130,9 @@ def plot(rows: list, key: str, path: str, xlabel: str) -> None:
     plt.close(fig)
 
 
-def write(folder: str, result: dict, aggregate=None) -> None:
+def write(folder: str, result: dict, _old_caller=None) -> None:
     os.makedirs(folder, exist_ok=True)
-    rows = rows_of(result, aggregate)
+    rows = rows_of(result, interleaved_costs(folder))
     with open(os.path.join(folder, "realset_results.json"), "w", encoding="utf-8") as f:
         json.dump({**result, "rows": rows}, f, indent=1)
     with open(os.path.join(folder, "realset_results.md"), "w", encoding="utf-8") as f:
