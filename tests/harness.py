@@ -27,3 +27,14 @@ def assert_round_trips(obj, inputs, tmp_path, atol=0.0):
         for key in expected:
             np.testing.assert_allclose(got[key], expected[key], atol=atol, rtol=0, err_msg=key)
     return expected
+
+
+def bench_module(name):
+    """A bench/ script imported as a module (bench/ is not a package)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

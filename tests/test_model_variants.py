@@ -1,15 +1,12 @@
 """The cost variants of issue 23: reused features (local scores off the global feature map)
 and the zoom-in local stream (a finer frontend on short windows), with their costs."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from glat_tf.model import GlatModel
-from tests.harness import assert_round_trips
+from tests.harness import assert_round_trips, bench_module
 from train.variants import zoom_in
 
 RATE = 16000
@@ -18,11 +15,7 @@ CLIP = 10 * RATE
 
 
 def model_cost():
-    path = os.path.join(os.path.dirname(__file__), "..", "bench", "model_cost.py")
-    spec = importlib.util.spec_from_file_location("model_cost", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("model_cost")
 
 
 def reused(**kwargs):

@@ -1,19 +1,14 @@
 """bench/realset.py's mixing, without the Debian packages: clips, labels, disjoint sources."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
+
+from tests.harness import bench_module
 
 
 @pytest.fixture(scope="module")
 def realset():
-    path = os.path.join(os.path.dirname(__file__), "..", "bench", "realset.py")
-    spec = importlib.util.spec_from_file_location("realset", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("realset")
 
 
 def fake_sources(realset, rng):
