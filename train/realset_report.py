@@ -57,7 +57,11 @@ def interleaved_costs(folder: str) -> dict:
 
 def rows_of(result: dict, interleaved: dict) -> list:
     rows = []
+    base = result["runs"].get("baseline", {})
     for name, per_seed in result["runs"].items():
+        if name.startswith("baseline_matched") and all(
+                r == base.get(seed) for seed, r in per_seed.items()):
+            continue  # the variant cost what the baseline did: that row is the baseline's
         done = [r for r in per_seed.values() if "eval" in r]
         cost = interleaved.get(name) or next(
             (r["cost"] for r in per_seed.values() if "cost" in r), None)
@@ -77,17 +81,22 @@ def rows_of(result: dict, interleaved: dict) -> list:
     return rows
 
 
+def cells(r: dict) -> list:
+    """train CPU-s, M multiply-adds, ms per clip, mAP, short, medium, long of one row."""
+    macs = "-" if r["multiply_adds"] is None else f"{r['multiply_adds'] / 1e6:.1f}"
+    ms = "-" if r["ms_per_clip"] is None else f"{r['ms_per_clip']:.1f}"
+    return ([text(r["train_cpu_seconds"], 0), macs, ms, text(r["mAP"])]
+            + [text(r["groups"][g]) for g in ("short", "medium", "long")])
+
+
+COLUMNS = "train CPU-s | M mult-adds/clip | inference ms/clip | mAP | short | medium | long |"
+
+
 def markdown(rows: list, result: dict) -> str:
-    head = ("| row | seeds | steps | train CPU-s | inference ms/clip | M mult-adds/clip | mAP | "
-            "short | medium | long |")
-    lines = [head, "|" + "---|" * 10]
+    lines = ["| row | seeds | steps | " + COLUMNS, "|" + "---|" * 10]
     for r in rows:
-        macs = "-" if r["multiply_adds"] is None else f"{r['multiply_adds'] / 1e6:.1f}"
-        ms = "-" if r["ms_per_clip"] is None else f"{r['ms_per_clip']:.1f}"
         lines.append(f"| {r['label']} | {r['seeds']} | {r['steps']['mean']:.0f} | "
-                     f"{text(r['train_cpu_seconds'], 0)} | {ms} | {macs} | {text(r['mAP'])} | "
-                     + " | ".join(text(r["groups"][g]) for g in ("short", "medium", "long"))
-                     + " |")
+                     + " | ".join(cells(r)) + " |")
     c = result["config"]
     lines += ["", f"{c['backbone']} {c['backbone_kwargs']}, batch {c['batch_size']}, lr "
               f"{c['lr']}, N={c['n_clips']}, tau={c['tau']} s (zoom-in: N=2, tau=1 s); "
@@ -96,9 +105,19 @@ def markdown(rows: list, result: dict) -> str:
               "train or val); short/medium/long: classes by median event duration "
               "(< 0.5 s, > 2 s). Train CPU-s: measured in each run (time.process_time, one "
               "TensorFlow thread, evaluations excluded). Inference: seed-0 model, batch 1, one "
-              "thread, median of rounds timing every row's model in turn; multiply-adds from TensorFlow's profiler (float ops / 2). "
-              f"{result['minutes']:.0f} min of runs in this invocation.",
+              "thread, median of rounds timing every row's model in turn; multiply-adds from "
+              "TensorFlow's profiler (float ops / 2, the STFT not counted).",
               "", f"Command: `{result['command']}`"]
+    return "\n".join(lines)
+
+
+def compact(rows: list) -> str:
+    """The README's table: each run's main stream (fused for GL-AT), both cost axes."""
+    lines = ["| row | seeds | " + COLUMNS, "|" + "---|" * 9]
+    for r in rows:
+        if r["stream"] == ("global" if r["run"].startswith("baseline") else "fused"):
+            lines.append(f"| {LABELS.get(r['run'], r['run'])} | {r['seeds']} | "
+                         + " | ".join(cells(r)) + " |")
     return "\n".join(lines)
 
 
@@ -130,13 +149,14 @@ def plot(rows: list, key: str, path: str, xlabel: str) -> None:
     plt.close(fig)
 
 
-def write(folder: str, result: dict, _old_caller=None) -> None:
+def write(folder: str, result: dict) -> None:
     os.makedirs(folder, exist_ok=True)
     rows = rows_of(result, interleaved_costs(folder))
     with open(os.path.join(folder, "realset_results.json"), "w", encoding="utf-8") as f:
         json.dump({**result, "rows": rows}, f, indent=1)
     with open(os.path.join(folder, "realset_results.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(rows, result) + "\n")
+        f.write(markdown(rows, result) + "\n\nMain stream of each run:\n\n" + compact(rows)
+                + "\n")
     plot(rows, "train_cpu_seconds", os.path.join(folder, "realset_map_vs_train_cpu.png"),
          "training CPU-seconds per run (measured)")
     plot(rows, "multiply_adds", os.path.join(folder, "realset_map_vs_inference.png"),
