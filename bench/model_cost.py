@@ -2,6 +2,7 @@
 
     python bench/model_cost.py                       # every full-size preset
     python bench/model_cost.py cnn10 talnet --batch-sizes 1 8 --repeats 3
+    python bench/model_cost.py --model runs/x/final.keras --out cost.json   # one saved model
 
 Inference mode, one tf.function per model and batch size, median of `--repeats` timed runs
 after a warm-up. GL-AT is GlatModel(preset, n_clips=5, tau=3): its ideal cost ratio is
@@ -45,6 +46,65 @@ def ms_per_clip(model, batch_size: int, samples: int, repeats: int) -> float:
         tf.nest.map_structure(lambda t: t.numpy(), forward(wave))
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times) / batch_size
+
+
+def float_ops(function, *specs) -> int:
+    """TensorFlow's profiler count of float operations of `function` on static `specs`
+    (a convolution or matmul counts 2 per multiply-add; the RFFT is not counted)."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+    graph = convert_variables_to_constants_v2(
+        tf.function(function).get_concrete_function(*specs)).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return int(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
+
+
+def multiply_adds(model, samples: int) -> dict:
+    """Multiply-adds (float ops / 2) of one clip of `samples` through a backbone, a
+    BackboneTagger or a GlatModel, by stage: `global` (backbone + head on the clip) and
+    `local` (N crops through the local stream, or N heads on reused global features)."""
+    clip = tf.TensorSpec([1, samples], tf.float32)
+    if not hasattr(model, "n_clips"):
+        net = getattr(model, "backbone", model)
+        return {"global": float_ops(lambda w: net(w, training=False), clip) // 2, "local": 0}
+    features = model.stream_features("global", tf.zeros([1, samples]))
+    out = {"global": float_ops(lambda w: model.global_head(
+        model.stream_features("global", w)), clip) // 2}
+    if getattr(model, "reuse_features", False):
+        starts = tf.zeros([1, model.n_clips], tf.int32)
+        window = model.window_features(features, starts, samples)
+        spec = tf.TensorSpec(window.shape, tf.float32)
+        out["local"] = float_ops(lambda f: model.local_head(f), spec) // 2
+    else:
+        crops = tf.TensorSpec([model.n_clips, model.window], tf.float32)
+        out["local"] = float_ops(lambda c: model.local_stage(c), crops) // 2
+    return out
+
+
+def saved_model_costs(paths, seconds: float, repeats: int) -> dict:
+    """{path: inference cost} of saved .keras models: ms per clip at batch 1 (median over
+    `repeats` rounds that time every model once in turn, so a load change hits all of them
+    alike) and multiply-adds."""
+    import keras
+    models = {p: keras.saving.load_model(p, compile=False) for p in paths}
+    rows, forwards, times = {}, {}, {p: [] for p in paths}
+    for path, model in models.items():
+        samples = int(round(seconds * model.sample_rate))
+        macs = multiply_adds(model, samples)
+        rows[path] = {"seconds": seconds, "multiply_adds": sum(macs.values()),
+                      "multiply_adds_by_stage": macs, "params": trainable_params(model)}
+        forwards[path] = (tf.function(lambda w, m=model: m(w, training=False)),
+                          tf.random.normal([1, samples], stddev=0.1))
+        tf.nest.map_structure(lambda t: t.numpy(), forwards[path][0](forwards[path][1]))
+    for _ in range(repeats):
+        for path, (forward, wave) in forwards.items():
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), forward(wave))
+            times[path].append(time.perf_counter() - start)
+    for path in paths:
+        rows[path]["ms_per_clip"] = 1000 * statistics.median(times[path])
+    return rows
 
 
 def glat_model(preset, num_classes, n_clips, tau):
@@ -122,9 +182,27 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="", type=lambda t: [v for v in t.split(",") if v],
                         help="GL-AT variants of train/variants.py to measure too, e.g. "
                              "glat_shared,glat_cheap_local")
+    parser.add_argument("--model", nargs="+", help="measure these saved .keras models only "
+                        "(batch 1, timed in turn; --out gets {path: cost}, or the cost of one)")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
     parser.add_argument("--out", default="bench/results/model_cost.json")
     args = parser.parse_args(argv)
     tf.get_logger().setLevel("ERROR")  # one tf.function per model and batch: retracing is meant
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.model:
+        missing = [p for p in args.model if not os.path.exists(p)]
+        if missing:
+            parser.error(f"--model {missing[0]}: no such file")
+        rows = saved_model_costs(args.model, args.seconds, args.repeats)
+        for row in rows.values():
+            row["threads"], row["load_average_1min"] = args.threads, os.getloadavg()[0]
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(rows if len(rows) > 1 else {"model": args.model[0], **rows[args.model[0]]},
+                      f, indent=1)
+        print(json.dumps(rows))
+        return 0
     presets = args.presets or full_size_presets()
     unknown = sorted(set(presets) - set(backbones.names()))
     if unknown:

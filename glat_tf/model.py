@@ -78,7 +78,12 @@ class GlatModel(TaggingModel):
     views (the clip and its windows), so L_l also trains the global features; with
     `distill_weight` > 0 the global clip score also learns the (stop-gradient) `fused` or
     `local` score as a soft target, so the global model alone improves; a cheaper
-    `local_backbone` (another preset or frontend) lowers the local stream's cost.
+    `local_backbone` (another preset or frontend) lowers the local stream's cost, or zooms in
+    (a finer frontend than a cheap global stream's). With `reuse_features` (needs
+    `share_weights`) a window's local score is the head on the global feature map's frames
+    over that window instead of a second pass on the crop: the local stream costs a head. It
+    approximates the crop's features (edge frames see context, not zero padding, and windows
+    snap to the feature grid); compare `window_features` with the crop's own to measure it.
 
     Example:
         model = GlatModel.from_preset("cnn10", num_classes=527, n_clips=5, tau=3.0)
@@ -93,8 +98,8 @@ class GlatModel(TaggingModel):
     def __init__(self, backbone="cnn10", num_classes=None, n_clips=5, tau=3.0, sample_rate=None,
                  loss_mode="joint", suppress_overlap=True, selection="attention",
                  backbone_kwargs=None, local_backbone=None, share_weights=False,
-                 distill_weight=0.0, distill_target="fused", class_names=(), class_mids=(),
-                 **kwargs):
+                 distill_weight=0.0, distill_target="fused", reuse_features=False,
+                 class_names=(), class_mids=(), **kwargs):
         super().__init__(class_names=class_names, class_mids=class_mids, **kwargs)
         if loss_mode not in LOSS_MODES:
             raise ValueError(f"loss_mode must be one of {LOSS_MODES}, got loss_mode={loss_mode!r}")
@@ -104,9 +109,13 @@ class GlatModel(TaggingModel):
         if distill_target not in DISTILL_TARGETS or not distill_weight >= 0:
             raise ValueError(f"need distill_weight >= 0 and distill_target in {DISTILL_TARGETS}, "
                              f"got {distill_weight!r}, {distill_target!r}")
+        if reuse_features and not share_weights:
+            raise ValueError("reuse_features reads the local scores off the global features: "
+                             "it needs share_weights=True")
         if distill_weight and loss_mode != "joint":
             raise ValueError("distillation trains the global stream: use loss_mode='joint'")
         self.share_weights = bool(share_weights)
+        self.reuse_features = bool(reuse_features)
         self.distill_weight = float(distill_weight)
         self.distill_target = distill_target
         self.global_backbone = global_stream(backbone, num_classes, sample_rate, backbone_kwargs)
@@ -202,10 +211,38 @@ class GlatModel(TaggingModel):
         fused = max_mean_pool(tf.stack([global_scores, local], axis=1), axis=1)
         return {"local": local, "fused": fused}
 
+    def window_features(self, features, starts, num_samples):
+        """The global feature map's frames under each window: (batch, F, C) features,
+        (batch, N) int32 start samples -> (batch * N, W, C), W = window / feature stride."""
+        frames = tf.shape(features)[1]
+        stride = tf.cast(num_samples, tf.float32) / tf.cast(frames, tf.float32)  # samples/frame
+        # floor: as many frames as a pass on the crop itself gives (pooling floors too)
+        width = tf.maximum(1, tf.cast(tf.floor(self.window / stride), tf.int32))
+        width = tf.minimum(width, frames)
+        first = tf.cast(tf.round(tf.cast(starts, tf.float32) / stride), tf.int32)
+        first = tf.clip_by_value(first, 0, frames - width)  # (batch, N)
+        index = first[:, :, None] + tf.range(width)[None, None, :]  # (batch, N, W)
+        picked = tf.gather(features, index, batch_dims=1)  # (batch, N, W, C)
+        return tf.reshape(picked, [-1, width, tf.shape(features)[-1]])  # (batch * N, W, C)
+
+    def reused_pass(self, waveform, training=False) -> dict:
+        """The whole pass with reused features: one backbone run, two heads."""
+        features = self.stream_features("global", waveform, training)  # (batch, F, C)
+        out = self.global_head(features, training)
+        _, starts, classes = self.select(waveform, out["global"], out["framewise"])
+        local = self.local_head(self.window_features(features, starts, tf.shape(waveform)[1]),
+                                training)
+        per_clip = tf.reshape(local["per_clip"],
+                              [tf.shape(waveform)[0], self.n_clips, self.num_classes])
+        return {**out, "clip_starts": starts, "selected_classes": classes,
+                **self.fuse(out["global"], per_clip), "per_clip": per_clip}
+
     def call(self, waveform, training=None):
         self.check_waveform(waveform)
         self.select.check_inputs(waveform.shape, self.num_classes)
         waveform = tf.cast(waveform, tf.float32)
+        if self.reuse_features:
+            return self.reused_pass(waveform, training)
         out = self.global_stage(waveform, training=training and self.loss_mode == "joint")
         crops = tf.reshape(out.pop("crops"), [-1, self.window])  # (batch * N, window)
         per_clip = tf.reshape(self.local_stage(crops, training)["per_clip"],
@@ -233,6 +270,7 @@ class GlatModel(TaggingModel):
         return {**super().get_config(),
                 "backbone": keras.saving.serialize_keras_object(self.global_backbone),
                 "local_backbone": local, "share_weights": self.share_weights,
+                "reuse_features": self.reuse_features,
                 "distill_weight": self.distill_weight, "distill_target": self.distill_target,
                 "n_clips": self.n_clips, "tau": self.tau, "loss_mode": self.loss_mode,
                 "suppress_overlap": self.suppress_overlap, "selection": self.selection}

@@ -47,3 +47,14 @@ def assert_litert_matches(fn, waveform, track, expected: dict, atol=1e-4):
     for key, value in expected.items():
         np.testing.assert_allclose(lite[key], value, atol=atol, rtol=0, err_msg=key)
     return ops, lite
+
+
+def bench_module(name):
+    """A bench/ script imported as a module (bench/ is not a package)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

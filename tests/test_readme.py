@@ -68,6 +68,7 @@ PROGRAMS = {
     "python train/fit.py": _fit_script,
     "python -m train.fit": _fit_script,
     "python train/experiments.py": _module_main("train.experiments"),
+    "python -m train.realset_experiments": _module_main("train.realset_experiments"),
     "python -m edge_runtime.stream": _module_main("edge_runtime.stream"),
     "python -m glat_tf.data.synthetic": _module_main("glat_tf.data.synthetic"),
     "python -m glat_tf.convert.panns": _module_main("glat_tf.convert.panns"),

@@ -47,6 +47,9 @@ class FitConfig:
         factory=dict, model=True)
     share_weights: bool = setting(False, "one network for both streams (L_l also trains the "
                                          "global features)", model=True)
+    reuse_features: bool = setting(False, "with --share-weights: a window's local score from "
+                                          "the global features over it (no second backbone "
+                                          "pass)", model=True)
     distill_weight: float = setting(0.0, "weight of the global stream's loss on the fused/local "
                                          "score as a soft target (0: off)", model=True)
     distill_target: str = setting("fused", "the soft target of distillation",

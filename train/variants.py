@@ -40,3 +40,34 @@ def row_specs(config: dict, ratio: float) -> dict:
         "baseline_matched": {"backbone_only": True, "steps": int(round(config["steps"] * ratio))},
         "baseline_crop": {"backbone_only": True, "random_crop": config["tau"]},
     }
+
+
+# The real-recordings comparison (train/realset_experiments.py). Zoom-in: a global stream at a
+# quarter of the baseline's resolution (16 mel bins, 40 ms hop) picks N=2 windows of 1 s that
+# a local stream hears at 48 mel bins and a 10 ms hop (3x the baseline's cost per second), so
+# the pair costs less than the baseline per clip (bench/model_cost.py multiply-adds).
+ZOOM_GLOBAL = {"n_mels": 16, "hop_length": 640}
+ZOOM_LOCAL = {"n_mels": 48, "hop_length": 160}
+
+
+def zoom_in(config: dict) -> dict:
+    """FitConfig fields of the zoom-in variant of `config` (a 16 kHz preset)."""
+    frontend = config.get("backbone_kwargs", {})
+    return {"backbone_kwargs": {**frontend, **ZOOM_GLOBAL}, "local_backbone": config["backbone"],
+            "local_backbone_kwargs": {**frontend, **ZOOM_LOCAL}, "n_clips": 2, "tau": 1.0}
+
+
+def realset_rows(config: dict) -> dict:
+    """{run name: FitConfig changes} of the real-recordings table, before the
+    compute-matched baselines (whose steps come from the measured CPU-seconds)."""
+    zoom = zoom_in(config)
+    return {
+        "baseline": {"backbone_only": True},
+        "glat_reuse": {"share_weights": True, "reuse_features": True},
+        "glat_reuse_random": {"share_weights": True, "reuse_features": True,
+                              "selection": "random"},
+        "glat_zoom": zoom,
+        "glat_zoom_random": {**zoom, "selection": "random"},
+        "glat_shared": {"share_weights": True},
+        "glat_shared_random": {"share_weights": True, "selection": "random"},
+    }

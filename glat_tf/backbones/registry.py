@@ -69,7 +69,9 @@ def build(name: str, /, num_classes: int = 527, frontend=None, **overrides):
     """
     cls, arch = get(name)
     loose_frontend, arch_overrides, layer = split_overrides(cls, overrides)
-    config = FrontendConfig.of(frontend, cls.default_frontend)
-    config = FrontendConfig.of(loose_frontend, config)
+    if isinstance(frontend, dict):  # one replace: sample_rate=16000 needs fmax<=8000 with it
+        config = FrontendConfig.of({**frontend, **loose_frontend}, cls.default_frontend)
+    else:
+        config = FrontendConfig.of(loose_frontend, FrontendConfig.of(frontend, cls.default_frontend))
     return cls(num_classes=num_classes, frontend=config, arch={**arch, **arch_overrides},
                preset=name, **layer)

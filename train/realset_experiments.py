@@ -1,0 +1,165 @@
+"""GL-AT against the baseline on the real-recordings set, costs on both axes, over seeds.
+
+    python bench/realset.py --out realset
+    nice -n 10 python -m train.realset_experiments --data realset --seeds 0,1,2
+
+Rows: train/variants.py realset_rows, plus for each GL-AT variant a baseline trained for as
+many CPU-seconds as that variant spent (its steps from the two runs' measured CPU-seconds per
+step on the same seed), and with --long a baseline and the reuse variant trained --long-steps
+(early stopping on val: "both trained to their best"). Every run is one glat-fit process at a
+time on one TensorFlow thread (train/timed_fit.py measures its training CPU-seconds), keeps
+the checkpoint with the best val mAP (val: clips mixed from the train recordings) and is
+scored on eval with glat-eval --strong-labels. Inference cost per clip (ms at batch 1 on one
+thread, multiply-adds) is measured on each row's seed-0 model by bench/model_cost.py.
+Writes <results>/realset_results.{json,md} and realset_map_vs_{train_cpu,inference}.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from train.demo import flags, load_config
+from train.variants import realset_rows
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ONE_THREAD = ("import sys, tensorflow as tf; tf.config.threading.set_intra_op_parallelism_threads"
+              "(1); tf.config.threading.set_inter_op_parallelism_threads(1); from {module} import "
+              "main; sys.exit(main(sys.argv[1:]))")
+SAME_COST = 0.03  # a variant within 3 % of the baseline's CPU-seconds is matched by it
+MATCHED = ("glat_reuse", "glat_zoom", "glat_shared")  # baselines matched to these CPU-seconds
+
+
+def one_thread(module: str, argv: list, log) -> None:
+    cmd = [sys.executable, "-c", ONE_THREAD.format(module=module), *argv]
+    subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def run_one(fit: dict, run_dir: str, data: dict, measure_cost: bool) -> dict:
+    """Trains (unless finished), scores best.keras on eval; {cpu, eval, groups, cost}."""
+    os.makedirs(run_dir, exist_ok=True)
+    best = os.path.join(run_dir, "best.keras")
+    with open(os.path.join(run_dir, "run.log"), "a", encoding="utf-8") as log:
+        if not os.path.exists(os.path.join(run_dir, "final.keras")):
+            resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "checkpoints")) else []
+            cmd = [sys.executable, "-m", "train.timed_fit", "--cpu-out",
+                   os.path.join(run_dir, "cpu.json"), "--threads", "1", *flags(fit),
+                   "--train", data["train"], "--eval", data["val"], "--out", run_dir,
+                   "--no-progress", *resume]
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        eval_dir = os.path.join(run_dir, "eval")
+        if not os.path.exists(os.path.join(eval_dir, "duration_groups.json")):
+            one_thread("train.evaluate", ["--model", best, "--eval", data["eval"], "--out",
+                                          eval_dir, "--strong-labels", data["strong_labels"],
+                                          "--no-progress"], log)
+        cost_path = os.path.join(run_dir, "inference_cost.json")
+        if measure_cost and not os.path.exists(cost_path):
+            subprocess.run([sys.executable, os.path.join(ROOT, "bench", "model_cost.py"),
+                            "--model", best, "--threads", "1", "--repeats", "7",
+                            "--out", cost_path], check=True, stdout=log,
+                           stderr=subprocess.STDOUT, cwd=ROOT)
+    out = {}
+    for key, name in (("cpu", "cpu.json"), ("eval", "eval/summary.json"),
+                      ("groups", "eval/duration_groups.json"), ("best", "best.json"),
+                      ("cost", "inference_cost.json")):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                out[key] = json.load(f)
+    return out
+
+
+def matched_steps(runs: dict, name: str, seed: int, steps: int) -> int:
+    """Baseline steps costing what `name` spent: its CPU-seconds / the baseline's per step."""
+    glat, base = runs[name][seed]["cpu"], runs["baseline"][seed]["cpu"]
+    return int(round(steps * glat["train_cpu_seconds"] / base["train_cpu_seconds"]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="realset", help="bench/realset.py's --out folder")
+    parser.add_argument("--config", default="realset", help="name in train/configs/")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--rows", help="comma-separated rows (default: all)")
+    parser.add_argument("--steps", type=int, help="override the config's steps")
+    parser.add_argument("--long-steps", type=int, default=0,
+                        help="also train baseline_long and glat_reuse_long this long (0: no)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tabulate the finished runs of these seeds and rows")
+    parser.add_argument("--out", default="runs/realset")
+    parser.add_argument("--results", default="results")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if args.steps:
+        config["steps"] = args.steps
+    shards = os.path.join(args.data, "shards")
+    data = {split: os.path.join(shards, f"{split}-*-of-*.tfrecord")
+            for split in ("train", "val", "eval")}
+    data["strong_labels"] = os.path.join(args.data, "raw", "strong_labels.csv")
+    if not os.path.exists(os.path.join(shards, "manifest.json")):
+        parser.error(f"--data {args.data}: no shards; run python bench/realset.py --out "
+                     f"{args.data} first")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    specs = realset_rows(config)
+    chosen = args.rows.split(",") if args.rows else list(specs) + [f"baseline_matched_{n[5:]}"
+                                                                   for n in MATCHED]
+    if args.long_steps:
+        chosen += ["baseline_long", "glat_reuse_long"]
+    start, runs, steps = time.perf_counter(), {}, {}
+    for seed in seeds:
+        for name in chosen:
+            if name.startswith("baseline_matched_"):
+                target = "glat_" + name.removeprefix("baseline_matched_")
+                if target not in runs or seed not in runs[target]:
+                    continue
+                fit = {**config, "backbone_only": True,
+                       "steps": matched_steps(runs, target, seed, config["steps"])}
+                if abs(fit["steps"] - config["steps"]) <= SAME_COST * config["steps"]:
+                    # The variant cost what the baseline did: its matched baseline is that run.
+                    runs.setdefault(name, {})[seed] = runs["baseline"][seed]
+                    steps.setdefault(name, {})[seed] = config["steps"]
+                    print(f"seed {seed} {name}: {fit['steps']} steps is within "
+                          f"{SAME_COST:.0%} of the baseline's: the baseline run", flush=True)
+                    continue
+            elif name.endswith("_long"):
+                base = specs[name.removesuffix("_long")]
+                fit = {**config, **base, "steps": args.long_steps,
+                       "eval_every": max(1, args.long_steps // 8)}
+            else:
+                fit = {**config, **specs[name]}
+            fit["seed"] = seed
+            run_dir = os.path.join(args.out, name, f"seed{seed}")
+            if args.report_only and not os.path.exists(os.path.join(run_dir, "eval",
+                                                                    "summary.json")):
+                continue
+            t0 = time.perf_counter()
+            result = run_one(fit, run_dir, data, measure_cost=seed == seeds[0])
+            runs.setdefault(name, {})[seed] = result
+            steps.setdefault(name, {})[seed] = fit["steps"]
+            maps = ", ".join(f"{s} {v['mAP']:.3f}" for s, v in result["eval"].items())
+            print(f"seed {seed} {name} ({fit['steps']} steps, "
+                  f"{result['cpu']['train_cpu_seconds']:.0f} train CPU-s, best val at step "
+                  f"{result['best']['step']}): eval mAP {maps} "
+                  f"({time.perf_counter() - t0:.0f} s wall)", flush=True)
+            write_results(args, config, seeds, runs, steps, start)
+    return 0
+
+
+def write_results(args, config, seeds, runs, steps, start) -> None:
+    from train.realset_report import write
+    write(args.results, {"config": config, "seeds": seeds, "steps": steps, "out": args.out,
+                         "minutes": (time.perf_counter() - start) / 60,
+                         "runs": {n: {str(s): r for s, r in v.items()} for n, v in runs.items()},
+                         "command": "python bench/realset.py --out realset && nice -n 10 "
+                                    "python -m train.realset_experiments --data realset "
+                                    f"--seeds {args.seeds}" + (
+                                        f" --long-steps {args.long_steps}"
+                                        if args.long_steps else "")})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
