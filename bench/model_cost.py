@@ -62,15 +62,15 @@ def float_ops(function, *specs) -> int:
 
 def multiply_adds(model, samples: int) -> dict:
     """Multiply-adds (float ops / 2) of one clip of `samples` through a backbone, a
-    BackboneTagger or a GlatModel, by stage: `global` (backbone + head on the clip) and
+    Baseline or a GlatModel, by stage: `global` (backbone + head on the clip) and
     `local` (N crops through the local stream, or N heads on reused global features)."""
     clip = tf.TensorSpec([1, samples], tf.float32)
-    if not hasattr(model, "n_clips"):
+    if not getattr(model, "n_clips", 0):  # a backbone, or the baseline (n_clips 0)
         net = getattr(model, "backbone", model)
         return {"global": float_ops(lambda w: net(w, training=False), clip) // 2, "local": 0}
-    features = model.stream_features("global", tf.zeros([1, samples]))
+    features = model.branch_features("global", tf.zeros([1, samples]))
     out = {"global": float_ops(lambda w: model.global_head(
-        model.stream_features("global", w)), clip) // 2}
+        model.branch_features("global", w)), clip) // 2}
     if getattr(model, "reuse_features", False):
         starts = tf.zeros([1, model.n_clips], tf.int32)
         window = model.window_features(features, starts, samples)

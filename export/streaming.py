@@ -163,26 +163,26 @@ def edges(backbone, crop_samples: int, facts: dict, seed: int = 1) -> dict:
 
 def parts(model, facts: dict) -> dict:
     """{name: (function, input signature, backbone)} of the streaming models, each a GlatModel
-    stage: the chunk (stream_features) and head of each stream, the local stage on one
+    stage: the chunk (branch_features) and head of each stream, the local stage on one
     tau-second crop, and (when the plan has an edge entry) the local features of a crop's
     two ends."""
     stride, channels = facts["stride_samples"], facts["channels"]
     chunk = [tf.TensorSpec([1, facts["chunk_features"] * stride], tf.float32, name="waveform")]
     g, l = model.global_backbone, model.local_backbone
     return {
-        "global_chunk": (lambda w: {"features": model.stream_features("global", w)}, chunk, g),
-        "local_chunk": (lambda w: {"features": model.stream_features("local", w)}, chunk, l),
+        "global_chunk": (lambda w: {"features": model.branch_features("global", w)}, chunk, g),
+        "local_chunk": (lambda w: {"features": model.branch_features("local", w)}, chunk, l),
         "global_head": (stage_outputs(model.global_head, GLOBAL_HEAD_OUTPUTS), [tf.TensorSpec(
             [1, facts["window_features"], channels], tf.float32, name="features")], g),
         "local_head": (stage_outputs(model.local_head, LOCAL_OUTPUTS), [tf.TensorSpec(
             [model.n_clips, facts["crop_features"], channels], tf.float32, name="features")], l),
         "local_crop": (stage_outputs(model.local_stage, LOCAL_OUTPUTS), [tf.TensorSpec(
             [1, model.window], tf.float32, name="crops")], l),
-        **({"global_edge": (lambda w: {"features": model.stream_features("global", w)},
+        **({"global_edge": (lambda w: {"features": model.branch_features("global", w)},
                             [tf.TensorSpec([1, facts["global_edge_samples"]], tf.float32,
                                            name="waveform")], g)}
            if facts.get("global_edge_samples") else {}),
-        **({"local_edge": (lambda w: {"features": model.stream_features("local", w)},
+        **({"local_edge": (lambda w: {"features": model.branch_features("local", w)},
                            [tf.TensorSpec(
             [2, facts["edge_samples"]], tf.float32, name="waveform")], l)}
            if facts.get("edge_samples") else {}),

@@ -2,7 +2,7 @@
 
 The pass is written once, as stages that `call` composes and that export converts:
 `global_stage` (waveform -> clip scores, frame activations, windows), `local_stage` (crops
--> per-crop scores), `fuse`; and for feature streaming `stream_features` plus the two
+-> per-crop scores), `fuse`; and for feature streaming `branch_features` plus the two
 heads (`global_head`, `local_head`).
 """
 
@@ -17,7 +17,7 @@ from glat_tf.base_model import TaggingModel, binary_crossentropy
 from glat_tf.layers.select_clips import SelectClips
 
 LOSS_MODES = ("joint", "frozen_global")
-STREAMS = ("global", "local")
+BRANCHES = ("global", "local")
 DISTILL_TARGETS = ("fused", "local")
 
 
@@ -163,10 +163,10 @@ class GlatModel(TaggingModel):
 
     window = crop_samples  # its older name, still read by the stages and the streaming export
 
-    def stream_backbone(self, stream: str) -> Backbone:
-        if stream not in STREAMS:
-            raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
-        return self.global_backbone if stream == "global" else self.local_backbone
+    def branch_backbone(self, branch: str) -> Backbone:
+        if branch not in BRANCHES:
+            raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
+        return self.global_backbone if branch == "global" else self.local_backbone
 
     def build(self, input_shape):
         self.select.check_inputs(tuple(input_shape), self.num_classes)
@@ -178,9 +178,9 @@ class GlatModel(TaggingModel):
 
     # ---- the stages
 
-    def stream_features(self, stream: str, waveform, training=False):
-        """(batch, samples) -> one stream's frame-wise features (batch, frames', C)."""
-        return self.stream_backbone(stream).features(waveform, training=training)
+    def branch_features(self, branch: str, waveform, training=False):
+        """(batch, samples) -> one branch's frame-wise features (batch, frames', C)."""
+        return self.branch_backbone(branch).features(waveform, training=training)
 
     def global_head(self, features, training=False) -> dict:
         """Global features (batch, frames', C) -> `global` (batch, L), `framewise` (batch, frames', L)."""
@@ -196,13 +196,13 @@ class GlatModel(TaggingModel):
     def global_stage(self, waveform, training=False) -> dict:
         """(batch, samples) -> `global`, `framewise`, the windows (`clip_starts` int32
         samples, `selected_classes`) and their `crops` (batch, N, window)."""
-        out = self.global_head(self.stream_features("global", waveform, training), training)
+        out = self.global_head(self.branch_features("global", waveform, training), training)
         crops, starts, classes = self.select(waveform, out["global"], out["framewise"])
         return {**out, "clip_starts": starts, "selected_classes": classes, "crops": crops}
 
     def local_stage(self, crops, training=False) -> dict:
         """(M, window) crops -> `per_clip` (M, L)."""
-        return self.local_head(self.stream_features("local", crops, training), training)
+        return self.local_head(self.branch_features("local", crops, training), training)
 
     @staticmethod
     def fuse(global_scores, per_clip) -> dict:
@@ -227,7 +227,7 @@ class GlatModel(TaggingModel):
 
     def reused_pass(self, waveform, training=False) -> dict:
         """The whole pass with reused features: one backbone run, two heads."""
-        features = self.stream_features("global", waveform, training)  # (batch, F, C)
+        features = self.branch_features("global", waveform, training)  # (batch, F, C)
         out = self.global_head(features, training)
         _, starts, classes = self.select(waveform, out["global"], out["framewise"])
         local = self.local_head(self.window_features(features, starts, tf.shape(waveform)[1]),

@@ -125,7 +125,7 @@ def keras_reference(model, meta, audio, stream_end, crop_exact):
     phase = crop_phase(stride, meta["crop_samples"])
     local_end = (stream_end - phase) // stride
     first = (local_end - size - facts["clean_left"]) * stride + phase
-    features = model.stream_features("local", padded[None, pad + first:
+    features = model.branch_features("local", padded[None, pad + first:
                                                       pad + local_end * stride + phase])[0, -size:]
     rows = np.clip(np.rint((begins - phase) / stride).astype(np.int64) - (local_end - size),
                    0, size - crop - facts["clean_right"])  # not the rows seeing the end

@@ -132,9 +132,9 @@ def test_call_is_the_composition_of_its_stages(batch):
     np.testing.assert_allclose(out["local"], fused["local"], atol=0)
     np.testing.assert_allclose(out["fused"], fused["fused"], atol=0)
     # The streaming stages compose to the same global scores.
-    head = model.global_head(model.stream_features("global", wave))
+    head = model.global_head(model.branch_features("global", wave))
     np.testing.assert_allclose(head["global"], out["global"], atol=1e-6)
-    local_head = model.local_head(model.stream_features("local", tf.reshape(crops, [-1, model.window])))
+    local_head = model.local_head(model.branch_features("local", tf.reshape(crops, [-1, model.window])))
     np.testing.assert_allclose(local_head["per_clip"], per_clip, atol=1e-6)
 
 

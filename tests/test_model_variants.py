@@ -35,7 +35,7 @@ def test_reused_local_scores_are_the_head_on_the_window_frames(tmp_path):
     wave = tf.random.stateless_normal([2, CLIP], seed=[1, 2], stddev=0.1)
     out = assert_round_trips(model, (wave,), tmp_path, atol=1e-6)
     assert out["per_clip"].shape == (2, 3, 6) and out["fused"].shape == (2, 6)
-    features = model.stream_features("global", wave)  # (2, F, C)
+    features = model.branch_features("global", wave)  # (2, F, C)
     frames = features.shape[1]
     stride = CLIP / frames
     width = int(model.window // stride)
@@ -53,11 +53,11 @@ def test_window_features_match_the_crop_pass_inside_the_receptive_field():
                       share_weights=True, reuse_features=True)
     model.build((None, CLIP))
     wave = tf.random.stateless_normal([1, CLIP], seed=[3, 4], stddev=0.1)
-    whole = model.stream_features("global", wave)
+    whole = model.branch_features("global", wave)
     grid = model.window_features(whole, tf.constant([[0]]), CLIP).shape[1]
     stride = 16 * 320  # CNN10 pools time 2x four times: one feature per 16 hops
     start = 4 * stride
-    crop = model.stream_features("global", wave[:, start:start + model.window])
+    crop = model.branch_features("global", wave[:, start:start + model.window])
     picked = model.window_features(whole, tf.constant([[start]]), CLIP)
     assert picked.shape[1] == grid == crop.shape[1]
     middle = crop.shape[1] // 2
