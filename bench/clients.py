@@ -26,7 +26,7 @@ def mediapipe_scores(model_path, out: pathlib.Path, calibration_clips: int) -> l
     from mediapipe.tasks.python.core import base_options
 
     from export import single_file
-    from export.calibration import fit_length, streaming_variety
+    from export.calibration import fit_length
     from glat_tf.loading import load_model
     from glat_tf import class_names
     from glat_tf.data.synthetic import make_clip
@@ -34,12 +34,14 @@ def mediapipe_scores(model_path, out: pathlib.Path, calibration_clips: int) -> l
     labels, _ = class_names.resolve(model.num_classes, model=model, model_path=model_path)
     window = 10 * model.sample_rate
     rng = np.random.default_rng(0)
-    calibration = streaming_variety(fit_length(
-        np.stack([make_clip(rng)[0] for _ in range(calibration_clips)]), window))
+    # Whole clips at their own level, as glat-export's --calibration reads them.
+    calibration = fit_length(np.stack([make_clip(rng)[0] for _ in range(calibration_clips)]),
+                             window)
     single_file.export_single_file(model, out / "single", labels, variants=("f32", "int8"),
                                    window_samples=window, calibration=calibration)
     clip, rate = soundfile.read(CLIP, dtype="float32")
-    keras_fused = model(np.pad(clip, (0, window - len(clip)))[None], training=False)["fused"]
+    # The 7 s clip at its own length: MediaPipe pads it to the window, the model drops that.
+    keras_fused = model(clip[None], training=False)["fused"]
     rows = {name: {"class": name, "keras": float(s)}
             for name, s in zip(labels.names, np.asarray(keras_fused)[0])}
     for variant in ("f32", "int8"):
