@@ -97,8 +97,9 @@ class LiteBackend(Backend):
 
     def stream(self, waveform, window: int, hop: int) -> tuple[list, dict]:
         """([start, end) spans, outputs) of the streaming mode over `waveform`: one answer
-        every `hop` samples once the stream holds a whole window, and one at the end (for a
-        recording shorter than the window, the exact pipeline on all of it)."""
+        every `hop` samples once the stream holds a whole window, and the exact pipeline on
+        the last window (all of a recording shorter than the window), so the file's end is
+        always tagged."""
         from edge_runtime import ArraySource, StreamRunner
         if window != self.pipeline.window_samples:
             raise ValueError(f"streaming tags windows of the export's "
@@ -107,6 +108,11 @@ class LiteBackend(Backend):
         events = StreamRunner(self.pipeline, hop / self.sample_rate).run(
             ArraySource([waveform], self.sample_rate), final=True)
         kept = [e.result for e in events if not e.partial]
+        if kept[-1].end < len(waveform):
+            # The stream's last window ends on its feature grid, up to one step before the
+            # file does: the file's end gets the exact pipeline on its last window instead.
+            tail = len(waveform) - window
+            kept[-1] = self.pipeline.exact(waveform[tail:], start=tail)
         return [(r.start, r.end) for r in kept], stack_results(kept, self.has_local)
 
 
