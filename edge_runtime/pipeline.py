@@ -16,7 +16,7 @@ from edge_runtime.contract import ExportMetadata
 from edge_runtime.features import BatchCrops, CropCache, WindowFeatures
 from edge_runtime.lite import LiteModel
 from edge_runtime.streaming import streaming_parts
-from glat_core.audio import pad_to
+from glat_core.audio import pad_to, shortest_input
 from glat_core.tags import window_record
 
 MODES = ("exact", "streaming")
@@ -73,7 +73,8 @@ class Pipeline:
         self.history_samples = max(meta.window_samples, features.history_samples)
         # The shortest input a model answers (every path pads shorter ones at their end to
         # it): one crop, or for a backbone-only export one second, as the SavedModel.
-        self.min_samples = meta.crop_samples if meta.n_clips else meta.sample_rate
+        self.min_samples = shortest_input(meta.crop_samples if meta.n_clips else 0,
+                                          meta.sample_rate)
         self._exact_tagger, self._make_exact = None, exact  # the exact mode, for `exact()`
 
     @classmethod

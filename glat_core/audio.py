@@ -324,6 +324,12 @@ def read_audio(path, sample_rate: int) -> tuple[np.ndarray, int]:
     return waveform, repaired
 
 
+def shortest_input(crop_samples: int, sample_rate: int) -> int:
+    """The shortest input a model answers: one crop, or one second for a model without a
+    local branch (crop 0), as the SavedModel's own check. Shorter audio is padded to it."""
+    return crop_samples or sample_rate
+
+
 def pad_to(waveform: np.ndarray, samples: int) -> np.ndarray:
     """`waveform` zero-padded at its end to at least `samples`: the one rule for inputs
     shorter than a model's crop (tau), on every path."""

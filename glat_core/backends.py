@@ -14,6 +14,8 @@ import pathlib
 
 import numpy as np
 
+from glat_core.audio import shortest_input
+
 KINDS = ".keras file, SavedModel folder or LiteRT export folder (metadata.json)"
 
 
@@ -30,9 +32,8 @@ class Backend:
 
     @property
     def min_samples(self) -> int:
-        """The shortest input the model answers: one crop, or one second for a baseline
-        (the SavedModel's own check); shorter inputs are end-padded with zeros to it."""
-        return self.crop_samples or self.sample_rate
+        """The shortest input the model answers (shorter inputs are end-padded with zeros)."""
+        return shortest_input(self.crop_samples, self.sample_rate)
 
     def __call__(self, inputs: np.ndarray) -> dict:
         raise NotImplementedError

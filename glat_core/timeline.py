@@ -6,31 +6,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from glat_core.audio import shortest_input
 
-def frame_rows(tags, length_samples: int | None = None):
+
+def frame_rows(tags):
     """(edges (F+1,) seconds, activations (F, L)): every window's frames laid on the file's
     time axis, each window keeping the frames nearest to it where windows overlap, cut at
     the file's end (a short file's padding is not shown)."""
-    rate = float(tags.sample_rate)
-    end = int(length_samples or tags.window_ends.max())
-    edges, rows = [], []
+    end = int(tags.window_ends.max())
     starts, ends = tags.window_starts, tags.window_ends
+    edges, rows = [], []
     for w, frames in enumerate(tags.framewise):
-        frames = np.asarray(frames)
         # The model saw the window, end-padded to its shortest input: its frames divide that.
-        seen = max(int(ends[w] - starts[w]), tags.crop_samples or tags.sample_rate)
+        seen = max(int(ends[w] - starts[w]), shortest_input(tags.crop_samples, tags.sample_rate))
         step = seen / len(frames)
         low = starts[w] if w == 0 else (starts[w] + ends[w - 1]) / 2
-        high = ends[w] if w + 1 == len(starts) else (ends[w] + starts[w + 1]) / 2
-        for f in range(len(frames)):
+        high = np.inf if w + 1 == len(starts) else (ends[w] + starts[w + 1]) / 2
+        for f, row in enumerate(np.asarray(frames)):
             a, b = starts[w] + f * step, starts[w] + (f + 1) * step
-            centre = (a + b) / 2
-            if low <= centre < high or (w + 1 == len(starts) and centre >= low):
-                if a >= end:
-                    break
+            if a >= end:
+                break
+            if low <= (a + b) / 2 < high:
                 edges.append((max(a, low), min(b, high, end)))
-                rows.append(frames[f])
-    edge_array = np.array([e[0] for e in edges] + [edges[-1][1]]) / rate
+                rows.append(row)
+    edge_array = np.array([e[0] for e in edges] + [edges[-1][1]]) / float(tags.sample_rate)
     return edge_array, np.stack(rows)
 
 
