@@ -84,14 +84,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from demo_numbers import machine
     if args.tag_only:
-        from demo_numbers import machine
         result = {"model": args.model, "machine": machine(), "load_1min": os.getloadavg()[0],
                   "glat_tag": tag_time(args.model, out, args.clips)}
         pathlib.Path(f"{out}_tag.json").write_text(json.dumps(result, indent=1))
         print(result)
         return 0
-    result = {"model": args.model, "mediapipe_vs_keras": mediapipe_scores(
+    result = {"model": args.model, "machine": machine(), "load_1min": os.getloadavg()[0],
+              "mediapipe_vs_keras": mediapipe_scores(
         args.model, out, args.calibration_clips), "glat_tag": tag_time(args.model, out, args.clips)}
     pathlib.Path(f"{out}.json").write_text(json.dumps(result, indent=1))
     for row in result["mediapipe_vs_keras"]:

@@ -48,12 +48,13 @@ def saved_model(fn, input_signature, track):
 @quiet_fd2()  # the converter's C++ lines (fully_quantize: 0, ...) go straight to fd 2
 def convert_saved_model(path, *, optimizations=(), representative_dataset=None, int8_ops=False,
                         supported_types=None, float_scopes=(), float_ops=(),
-                        reference=None) -> bytes:
+                        float_outputs=False, reference=None) -> bytes:
     """Converts the `serving_default` of a SavedModel at `path` with builtin ops only.
 
     `float_scopes` (name scopes such as "frontend") and `float_ops` (LiteRT op names)
     stay float in a quantized conversion: with a representative dataset through the
-    selective quantizer's deny lists, otherwise (float16, dynamic range) by putting the
+    selective quantizer's deny lists (with `float_outputs` also the ops writing the
+    signature's outputs: they carry the output's name, not their scope's), otherwise (float16, dynamic range) by putting the
     float32 constants of the plain conversion `reference` (made here if not given)
     back into those ops.
     """
@@ -64,8 +65,10 @@ def convert_saved_model(path, *, optimizations=(), representative_dataset=None, 
                            representative_dataset=representative_dataset, int8_ops=int8_ops,
                            supported_types=supported_types)
     if keep_float and representative_dataset is not None:
-        flatbuffer = _selective_int8(converter, representative_dataset,
-                                     _scoped_tensors(reference, float_scopes), float_ops)
+        nodes = _scoped_tensors(reference, float_scopes)
+        if float_outputs:
+            nodes += _output_tensors(reference)
+        flatbuffer = _selective_int8(converter, representative_dataset, nodes, float_ops)
     elif keep_float:
         flatbuffer = restore_float_constants(converter.convert(), reference, float_scopes,
                                              float_ops)
@@ -104,6 +107,11 @@ def _scoped_tensors(flatbuffer: bytes, scopes) -> list[str]:
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     return sorted({names[i] for op in interpreter._get_ops_details() for i in op["outputs"]
                    if _in_scopes(names[i], scopes)})
+
+
+def _output_tensors(flatbuffer: bytes) -> list[str]:
+    interpreter = _interpreter(flatbuffer)
+    return [t["name"] for t in interpreter.get_output_details()]
 
 
 def _selective_int8(converter, representative_dataset, float_nodes, float_ops) -> bytes:

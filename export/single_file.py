@@ -28,6 +28,7 @@ from edge_runtime.contract import SingleFileRecord
 from export import calibration as calibration_lib
 from export import litert_convert
 from export.plan import ExportPlan
+from glat_tf.model import FUSE_SCOPE
 from export.tflite import INT8_FLOAT_OPS, INT8_FLOAT_SCOPES, check_exportable
 
 VARIANTS = ("f32", "int8")
@@ -37,23 +38,33 @@ LABELS_FILE = "labels.txt"
 # Metadata schema version whose features this file uses (AudioProperties came in 1.3.0);
 # readers older than it refuse the file.
 MIN_PARSER_VERSION = "1.3.0"
+# Kept float in int8 besides the pair's float scopes: the padding trim compares samples with
+# exact zero (an int8 waveform and an int8 zero of another scale never compare equal: the
+# whole 10 s window was tagged, crops chosen in the padding) and the clip head's arithmetic
+# (one scale for -1 and the starts in seconds put every class 6-8 s into the window), and
+# the fusion of the sigmoids' outputs, which the pair's runtime does in float (with the
+# ops writing the outputs: 0.40 fused off Keras on the real clip before, 0.0XX after).
+TRIM_SCOPE, CLIP_SCOPE = "trim_padding", "clip_start_head"
+SINGLE_FILE_FLOAT_SCOPES = INT8_FLOAT_SCOPES + (TRIM_SCOPE, CLIP_SCOPE, FUSE_SCOPE)
 
 
 def without_padding(waveform, shortest: int):
     """(1, window) -> (1, n): the audio before its trailing exact zeros, at least `shortest`
     samples (MediaPipe's padding of a last window; all zeros: `shortest` zeros)."""
-    samples = tf.shape(waveform)[1]
-    position = tf.range(1, samples + 1)  # (samples,)
-    heard = tf.reduce_max(position * tf.cast(tf.not_equal(waveform[0], 0.0), tf.int32))
-    return tf.slice(waveform, [0, 0], [1, tf.maximum(heard, shortest)])
+    with tf.name_scope(TRIM_SCOPE):
+        samples = tf.shape(waveform)[1]
+        position = tf.range(1, samples + 1)  # (samples,)
+        heard = tf.reduce_max(position * tf.cast(tf.not_equal(waveform[0], 0.0), tf.int32))
+        return tf.slice(waveform, [0, 0], [1, tf.maximum(heard, shortest)])
 
 
 def clip_start_seconds(out, num_classes: int, sample_rate: int):
     """(1, L): for each class, its clip's start in seconds (-1: no clip chose it). The N
     selected classes are distinct (the top N), so each has at most one clip."""
-    picks = tf.one_hot(out["selected_classes"], num_classes)  # (1, N, L)
-    seconds = tf.cast(out["clip_starts"], tf.float32) / float(sample_rate)  # (1, N)
-    return tf.reduce_sum(picks * tf.expand_dims(seconds + 1.0, 2), axis=1) - 1.0
+    with tf.name_scope(CLIP_SCOPE):
+        picks = tf.one_hot(out["selected_classes"], num_classes)  # (1, N, L)
+        seconds = tf.cast(out["clip_starts"], tf.float32) / float(sample_rate)  # (1, N)
+        return tf.reduce_sum(picks * tf.expand_dims(seconds + 1.0, 2), axis=1) - 1.0
 
 
 def whole_pass(model):
@@ -85,7 +96,8 @@ def convert(model, variants, window_samples: int, calibration=None) -> dict[str,
             out["int8"] = litert_convert.convert_saved_model(
                 path, optimizations=[tf.lite.Optimize.DEFAULT], int8_ops=True,
                 representative_dataset=lambda: ([w[None]] for w in windows),
-                float_scopes=INT8_FLOAT_SCOPES, float_ops=INT8_FLOAT_OPS, reference=f32)
+                float_scopes=SINGLE_FILE_FLOAT_SCOPES, float_ops=INT8_FLOAT_OPS,
+                float_outputs=True, reference=f32)
     return {variant: order_outputs(flatbuffer, OUTPUTS) for variant, flatbuffer in out.items()}
 
 

@@ -19,6 +19,7 @@ from glat_tf.layers.select_clips import SelectClips
 LOSS_MODES = ("joint", "frozen_global")
 BRANCHES = ("global", "local")
 DISTILL_TARGETS = ("fused", "local")
+FUSE_SCOPE = "fuse"
 
 
 def max_mean_pool(scores, axis):
@@ -207,9 +208,10 @@ class GlatModel(TaggingModel):
     @staticmethod
     def fuse(global_scores, per_clip) -> dict:
         """(batch, L) global and (batch, N, L) per-window scores -> `local`, `fused` (batch, L)."""
-        local = max_mean_pool(per_clip, axis=1)
-        fused = max_mean_pool(tf.stack([global_scores, local], axis=1), axis=1)
-        return {"local": local, "fused": fused}
+        with tf.name_scope(FUSE_SCOPE):  # a scope export can keep float in int8
+            local = max_mean_pool(per_clip, axis=1)
+            fused = max_mean_pool(tf.stack([global_scores, local], axis=1), axis=1)
+            return {"local": local, "fused": fused}
 
     def window_features(self, features, starts, num_samples):
         """The global feature map's frames under each window: (batch, F, C) features,

@@ -145,6 +145,12 @@ def test_audio_clips_mode_gives_keras_scores(export, variant):
                     np.testing.assert_allclose(scores["clip_start_seconds"],
                                                clip_starts_by_class(reference, k, len(NAMES)),
                                                atol=1e-6)
+                # Every variant: N classes chose a clip, each inside the audio (an int8
+                # padding trim once tagged the whole window: crops in the padding).
+                chosen = scores["clip_start_seconds"][scores["clip_start_seconds"] >= 0]
+                assert len(chosen) == model.n_clips, scores["clip_start_seconds"]
+                heard = max(len(np.trim_zeros(chunk, "b")), model.crop_samples) / 32000
+                assert chosen.max() + model.crop_samples / 32000 <= heard + 1e-4, (chosen, heard)
             if variant == "int8":
                 print("int8 mean abs error", np.mean(errors))
                 assert np.mean(errors) <= TOLERANCES["int8"].mean_abs
