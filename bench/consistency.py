@@ -35,11 +35,13 @@ def export_all(model, name: str, out: pathlib.Path, calibration) -> dict:
         export_tflite(model, lite, labels, variants=("f32", "int8"), calibration=calibration)
     single = None
     if model.n_clips:  # the MediaPipe file is GL-AT's whole pass
-        single = out / f"{name}_mediapipe" / "glat_f32.tflite"
-        if not single.exists():
+        folder = out / f"{name}_mediapipe"
+        single = [folder / "glat_f32.tflite", folder / "glat_int8.tflite"]
+        if not all(f.exists() for f in single):
             try:
                 from export.single_file import export_single_file
-                export_single_file(model, single.parent, labels, variants=("f32",))
+                export_single_file(model, folder, labels, variants=("f32", "int8"),
+                                   calibration=calibration)
             except ImportError:
                 single = None
     return {"saved": saved / "1", "lite": lite, "single": single}

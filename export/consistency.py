@@ -13,6 +13,7 @@ audio, a stereo 48 kHz file and digital silence.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 
 import numpy as np
@@ -269,8 +270,9 @@ def saved_model_path(folder):
 
 def report_matrix(model, exported, folder, saved_model=None, single_file=None) -> dict:
     """The matrix `glat-export report` prints: Keras, every exported LiteRT variant (exact),
-    the Python Tagger on the export folder, and the SavedModel and the single-file model in
-    MediaPipe when given, on the audio set written into `folder`."""
+    the Python Tagger on the export folder, and the SavedModel and the single-file models
+    (`single_file`: one glat_<v>.tflite or a list, a row per variant) in MediaPipe when
+    given, on the audio set written into `folder`."""
     from edge_runtime import ExportMetadata
     from export.acceptance import TOLERANCES
     meta = ExportMetadata.read(exported)
@@ -286,7 +288,10 @@ def report_matrix(model, exported, folder, saved_model=None, single_file=None) -
         from edge_runtime.streaming import full_budget
         paths[f"Tagger (LiteRT {first}, streaming, every pick scored)"] = tagger_path(
             exported, first, mode="streaming", crop_budget=full_budget(meta))
-    if single_file:
-        paths["MediaPipe"] = mediapipe_path(single_file, int(model.sample_rate))
-    ties = {f"LiteRT {v}": TOLERANCES[v].tie for v in meta.variants if v in TOLERANCES}
+    singles = [single_file] if isinstance(single_file, (str, os.PathLike)) else single_file
+    for file in singles or ():  # glat_<variant>.tflite
+        variant = pathlib.Path(file).stem.rsplit("_", 1)[-1]
+        paths[f"MediaPipe {variant}"] = mediapipe_path(file, int(model.sample_rate))
+    ties = {f"{kind} {v}": TOLERANCES[v].tie for kind in ("LiteRT", "MediaPipe")
+            for v in TOLERANCES}
     return matrix(model, files, paths, ties)

@@ -275,8 +275,9 @@ def main(argv=None) -> int:
                         help="exit 1 when a target is not met (for CI)")
     parser.add_argument("--saved-model", help="a SavedModel of the same model: its row in the "
                                               "consistency matrix")
-    parser.add_argument("--single-file", help="glat_<v>.tflite of --single-file: its MediaPipe "
-                                              "row in the consistency matrix")
+    parser.add_argument("--single-file", nargs="+", metavar="TFLITE",
+                        help="glat_<v>.tflite files of --single-file: a MediaPipe row per "
+                             "variant in the consistency matrix")
     console.add_verbose(parser)
     add_debug_flag(parser)
     args = parser.parse_args(argv)
