@@ -9,7 +9,11 @@ Each option keeps the frontend and the selection (export/tflite.py's FLOAT_SCOPE
 sigmoids and its own name scopes (conv_block1..4, head, fc1, fc_audioset) float, converts
 both streams, and scores the eval clips through the edge runtime's exact mode, as
 `glat-export report` does. Rows: fused mAP drop vs Keras, picks equal to Keras', bytes of
-the pair; for "before" also each stream alone in int8 (the other float32).
+the pair; for "before" also each stream alone in int8 (the other float32); and the largest
+|diff| to Keras on audio that is mostly digital zeros (the consistency matrix's 0.3 s file
+and 10 s of digital silence), which whole-clip calibration leaves out of int8's range.
+`--padded K` zero-pads every K-th calibration window in front (1/8..7/8 of it), the
+trade measured in README "One answer on every path".
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ OPTIONS = {
     "head": (("head",), ()),  # max+mean pooling, fc1, fc_audioset
     "fc_audioset": (("fc_audioset",), ()),  # the classifier: export/tflite.py's choice
     "conv_block1 + head": (("conv_block1", "head"), ()),
+    "fc_audioset + conv_block1": (("fc_audioset", "conv_block1"), ()),
 }
 
 
@@ -63,6 +68,27 @@ def fused_map(folder, pair, waveforms, labels, reference):
     return tagging_scores(labels, got["fused"]).summary()["mAP"], diff, same
 
 
+def quiet_cells(folder, model) -> dict:
+    """Max |diff| to Keras (fused, global, local) of the int8 pair in `folder` on the
+    consistency matrix's mostly-zero inputs."""
+    from export import consistency
+    files = consistency.write_audio_set(folder / "audio", int(model.sample_rate))
+    cases = {c: files[c] for c in ("0.3 s", "digital silence 10 s")}
+    rows = consistency.matrix(model, cases, {"int8": consistency.litert_exact_path(folder, "int8")})
+    return {case: max(stats[f"max_abs_{k}"] for k in consistency.SCORES)
+            for case, stats in rows["int8"].items()}
+
+
+def padded(windows: np.ndarray, every: int) -> np.ndarray:
+    """Every `every`-th window starts after 1/8..7/8 of zeros (a short file's padding)."""
+    windows = windows.copy()
+    length = windows.shape[1]
+    for i in range(0, len(windows), every):
+        pad = length * (1 + (i // every) % 7) // 8
+        windows[i] = np.concatenate([np.zeros(pad, windows.dtype), windows[i, :length - pad]])
+    return windows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -74,6 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--variety", action="store_true",
                         help="calibrate as before issue 19: streaming_variety's zero-padded "
                              "and quieter windows among the clips")
+    parser.add_argument("--padded", type=int, metavar="K",
+                        help="zero-pad every K-th calibration window in front")
     args = parser.parse_args(argv)
     from export import acceptance
     from export.calibration import read_calibration, streaming_variety
@@ -88,6 +116,8 @@ def main(argv=None) -> int:
                                    args.calibration_clips)
     if args.variety:
         calibration = streaming_variety(calibration)
+    if args.padded:
+        calibration = padded(calibration, args.padded)
     waveforms, labels = read_eval(args.eval, model.num_classes, window)
     reference = acceptance.keras_outputs(model, waveforms)
     keras_map = tagging_scores(labels, reference["fused"]).summary()["mAP"]
@@ -110,6 +140,8 @@ def main(argv=None) -> int:
                 mAP, diff, same = fused_map(folder, mix, waveforms, labels, reference)
                 row[label] = {"fused_mAP": mAP, "drop": keras_map - mAP, "mean_abs": diff,
                               "same_picks": same}
+                if label == "both int8":
+                    row["mostly_zeros_max_abs"] = quiet_cells(folder, model)
                 if name != "before":
                     break  # the split by stream is measured once, on the default lists
             rows["options"][name] = row
@@ -117,7 +149,8 @@ def main(argv=None) -> int:
                   f"{row['both int8']['same_picks']:.0%}  "
                   f"bytes {sum(row['bytes'].values())}  " + "  ".join(
                       f"{k}: {v['drop']:+.4f}" for k, v in row.items()
-                      if k not in ("bytes", "both int8")), flush=True)
+                      if k not in ("bytes", "both int8", "mostly_zeros_max_abs"))
+                  + f"  mostly zeros {row['mostly_zeros_max_abs']}", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.out).write_text(json.dumps(rows, indent=1))

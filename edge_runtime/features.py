@@ -1,4 +1,4 @@
-"""The pieces the Pipeline pipeline runs per hop: what a feature source gives (GlobalView),
+"""The pieces the Pipeline runs per hop: what a feature source gives (GlobalView),
 the exact mode's source (the whole window), and the local scores of the picks (a crop cache
 over a crop scorer). The streaming source is in edge_runtime/streaming.py."""
 
