@@ -1,22 +1,24 @@
 """Ingest clips/s of the local process pool and of the Beam DirectRunner on this machine.
 
-    python bench/ingest_runners.py --clips 160        # JSON in bench/results/ingest_runners.json
+    python bench/ingest_runners.py --clips 320        # JSON in bench/results/ingest_runners.json
 
 Both runners decode, resample and write the same synthetic 10 s clips (32 kHz WAV) into
 empty folders. The Beam rows include the pipeline's fixed start (worker processes importing
-TensorFlow): `beam_start_s` is a run over 16 clips, which a run of 2M clips amortises.
+TensorFlow), which a run of 2M clips amortises: each 2-worker row also times a run of two
+shards (`start_s`: both workers start), and `steady_clips_per_s` is the rate of the clips
+beyond those.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import Machine, command
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_runners.json"
 
@@ -37,28 +39,33 @@ def timed_ingest(raw: Path, out: Path, runner: str, workers: int, shard_size: in
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=160)
+    parser.add_argument("--clips", type=int, default=320)
     parser.add_argument("--shard-size", type=int, default=16)
     args = parser.parse_args(argv)
+    here = Machine()
     from glat_tf.data import schema, synthetic  # noqa: F401 (TensorFlow's import is not ingest time)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw"
+        raw, few, start_clips = Path(tmp) / "raw", Path(tmp) / "few", 2 * args.shard_size
         synthetic.make_demo_set(raw, seed=0, n_train=args.clips, n_eval=1)
+        synthetic.make_demo_set(few, seed=1, n_train=start_clips, n_eval=1)
         for runner, workers in (("local", 1), ("local", 2), ("beam", 1), ("beam", 2)):
             row = timed_ingest(raw, Path(tmp) / f"{runner}{workers}", runner, workers,
                                args.shard_size)
+            if workers > 1:  # worker processes start and import TensorFlow: time that apart
+                start = timed_ingest(few, Path(tmp) / f"few-{runner}{workers}", runner, workers,
+                                     args.shard_size)
+                # two shards, so both workers start; the difference of the runs is the work
+                row.update(start_clips=start_clips, start_s=start["seconds"],
+                           steady_clips_per_s=(row["clips"] - start_clips)
+                           / (row["seconds"] - start["seconds"]))
             rows.append(row)
             print(json.dumps(row), flush=True)
-        few = Path(tmp) / "few"
-        synthetic.make_demo_set(few, seed=1, n_train=16, n_eval=1)
-        beam_start = timed_ingest(few, Path(tmp) / "few-out", "beam", 2, args.shard_size)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_1m": os.getloadavg()[0], "clip": "10 s, 32 kHz WAV -> int16"},
-        "rows": rows, "beam_16_clips_s": beam_start["seconds"]}, indent=1))
+        "machine": here.record(), "clip": "10 s, 32 kHz WAV -> int16",
+        "command": command(argv), "rows": rows}, indent=1))
     return 0
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import Machine, command
 
 RESULTS = Path(__file__).resolve().parent / "results" / "input_pipeline.json"
 ALLOCATORS = {"default": {}, "bfc": {"TF_CPU_ALLOCATOR_USE_BFC": "true"}}
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
 
     from glat_tf.data import synthetic
 
-    rows = []
+    here, rows = Machine(), []
     with tempfile.TemporaryDirectory() as tmp:
         raw, tmp = Path(tmp) / "raw", Path(tmp)
         synthetic.make_demo_set(raw, seed=0, n_train=args.clips, n_eval=1)
@@ -126,11 +127,14 @@ def main(argv=None) -> int:
         per_cpu = f"{row['clips_per_cpu_s']:11.0f}" if "clips_per_cpu_s" in row else " " * 11
         print(f"{row['stage']:38s} {row.get('allocator', ''):9s} {row['clips']:6d} "
               f"{row['clips_per_s']:8.0f} {per_cpu}")
-    machine = {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
-               "python": platform.python_version(), "clip": "10 s, 32 kHz, int16"}
+    machine = here.record()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
-    print(f"machine: {machine}\nwritten: {RESULTS}")
+    RESULTS.write_text(json.dumps({
+        "machine": machine, "clip": "10 s, 32 kHz, int16", "rows": rows,
+        "command": command(argv)},
+        indent=1) + "\n")
+    print(f"machine: {machine['summary']}, load {machine['load_start']} -> "
+          f"{machine['load_end']}\nwritten: {RESULTS}")
     return 0
 
 

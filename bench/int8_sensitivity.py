@@ -75,6 +75,8 @@ def main(argv=None) -> int:
                         help="calibrate as before issue 19: streaming_variety's zero-padded "
                              "and quieter windows among the clips")
     args = parser.parse_args(argv)
+    from machine import Machine
+    here = Machine()
     from export import acceptance
     from export.calibration import read_calibration, streaming_variety
     from glat_tf.loading import load_model
@@ -120,6 +122,7 @@ def main(argv=None) -> int:
                       if k not in ("bytes", "both int8")), flush=True)
         shutil.rmtree(folder, ignore_errors=True)
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    rows["machine"] = here.record()  # oneDNN's kernels differ by CPU, and so do the drops
     pathlib.Path(args.out).write_text(json.dumps(rows, indent=1))
     return 0
 

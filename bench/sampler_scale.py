@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from machine import Machine, command
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NUM_CLIPS, NUM_CLASSES, SHARD_SIZE = 2_000_000, 527, 1000
@@ -166,7 +167,6 @@ def run(out: Path, draws: int, batch: int, seed: int, shuffle_buffer: int, desig
         "panns_marginal": None if reference is None else reference.tolist(),
         "label_frequency": (labels.sum(0) / draws).tolist(),
         "class_counts": counts.tolist(),
-        "load_average_1m": os.getloadavg()[0],
     }
 
 
@@ -209,8 +209,11 @@ def main(argv=None) -> int:
     if args.step == "make":
         make(out, args.seed)
         return 0
+    here = Machine()
     result = run(out, args.draws, args.batch, args.seed, args.shuffle_buffer, args.design,
                  args.reference)
+    result["machine"] = here.record()
+    result["command"] = command(argv)
     args.name = args.name or f"sampler_scale_{args.design}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
