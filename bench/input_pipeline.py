@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import Machine, command
 
 RESULTS = Path(__file__).resolve().parent / "results" / "input_pipeline.json"
 ALLOCATORS = {"default": {}, "bfc": {"TF_CPU_ALLOCATOR_USE_BFC": "true"}}
@@ -70,10 +69,15 @@ def _per_class_filter(pattern: str, batch_size: int, num_classes: int):
 def bench_pipeline(shards: Path, batch_size: int, batches: int) -> list[dict]:
     from glat_tf.data import pipeline
 
-    pattern, classes = str(shards / "train-*.tfrecord"), pipeline.read_manifest(shards)["num_classes"]
+    manifest = pipeline.read_manifest(shards)
+    pattern, classes = str(shards / "train-*.tfrecord"), manifest["num_classes"]
+    counts = manifest["splits"]["train"]["class_counts"]
     rows = [
         _timed("train, balanced", pipeline.train_dataset(pattern, batch_size, classes, seed=0),
                batch_size, batches),
+        # explicit counts select the streaming sampler instead of the record index's draws
+        _timed("train, balanced, streaming sampler", pipeline.train_dataset(
+            pattern, batch_size, classes, seed=0, class_counts=counts), batch_size, batches),
         _timed("train, balanced + mixup", pipeline.train_dataset(
             pattern, batch_size, classes, seed=0, mixup_alpha=1.0), batch_size, batches),
         _timed("train, not balanced", pipeline.train_dataset(
@@ -107,6 +111,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, default=30, help="batches per timed round (3 rounds)")
     parser.add_argument("--pipeline-only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from machine import Machine, command  # bench/ is sys.path[0] when this runs as a script
     if args.pipeline_only:
         print(json.dumps(bench_pipeline(Path(args.pipeline_only), args.batch_size, args.batches)))
         return 0

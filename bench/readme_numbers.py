@@ -56,19 +56,31 @@ def pair(values: dict, fmt: str) -> str:
 def model_cost() -> str:
     result = load("model_cost.json")
     rows = result["presets"]
-    lines = ["| preset | params | backbone ms/clip b1 / b8 | GL-AT ms/clip b1 / b8 "
-             "| GL-AT / backbone, wall b1 / b8 | GL-AT / backbone, CPU time b1 / b8 |",
+    lines = ["| preset | params | backbone CPU ms/clip b1 / b8 | GL-AT CPU ms/clip b1 / b8 "
+             "| GL-AT / backbone, CPU b1 / b8 | GL-AT / backbone, wall b1 / b8 |",
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['params']:,} | {pair(r['backbone_ms_per_clip'], '{:.0f}')} "
-                     f"| {pair(r['glat_ms_per_clip'], '{:.0f}')} | {pair(r['glat_ratio'], '{:.2f}')} "
-                     f"| {pair(r['glat_cpu_ratio'], '{:.2f}')} |")
-    worst = max(spread(runs) for r in rows.values() for key in ("backbone_ms_runs", "glat_ms_runs")
-                for runs in r[key].values())
-    return ("\n".join(lines) + "\n\n"
-            f"Wall ms are medians of {result['repeats']} runs, which spread by up to "
-            f"{worst:.0f} % (max - min over the median); "
-            f"{measured_on(*(r['machine'] for r in rows.values()))}.\n")
+        lines.append(f"| {name} | {r['params']:,} | {pair(r['backbone_cpu_ms_per_clip'], '{:.0f}')} "
+                     f"| {pair(r['glat_cpu_ms_per_clip'], '{:.0f}')} "
+                     f"| {pair(r['glat_cpu_ratio'], '{:.2f}')} | {pair(r['glat_ratio'], '{:.2f}')} |")
+    return ("\n".join(lines) + "\n\n" + medians_of(result, rows)
+            + f"; {measured_on(*(r['machine'] for r in rows.values()))}.\n")
+
+
+def medians_of(result: dict, rows: dict) -> str:
+    """'CPU ms are medians of 7 rounds, which spread by up to 4 % (cnn10), 18 % (mobilenetv2)
+    (...; wall ms: up to 30 %, 52 %)': per preset, the worst model (backbone, GL-AT,
+    variants) and batch size."""
+    def worst(row, kind):  # kind: "ms_runs" (wall) or "cpu_ms_runs"
+        cells = (row, *row.get("variants", {}).values())
+        return max(spread(runs) for cell in cells for key in (kind, f"backbone_{kind}",
+                                                              f"glat_{kind}")
+                   for runs in cell.get(key, {}).values())
+    names = f" ({', '.join(rows)})" if len(rows) > 1 else ""
+    return (f"CPU ms are medians of {result['repeats']} rounds, which spread by up to "
+            + ", ".join(f"{worst(r, 'cpu_ms_runs'):.0f} %" for r in rows.values()) + names
+            + " (max - min over the median; wall ms: up to "
+            + ", ".join(f"{worst(r, 'ms_runs'):.0f} %" for r in rows.values()) + ")")
 
 
 VARIANT_NAMES = {"glat_shared": "shared weights", "glat_cheap_local": "half-width local stream"}
@@ -77,37 +89,39 @@ VARIANT_NAMES = {"glat_shared": "shared weights", "glat_cheap_local": "half-widt
 def model_cost_variants() -> str:
     result = load("model_cost_variants.json")
     (preset, r), = result["presets"].items()
-    parts = [f"backbone {r['backbone_ms_per_clip']['1']:.0f} ms per 10 s clip "
-             f"({r['backbone_cpu_ms_per_clip']['1']:.0f} ms CPU), GL-AT "
-             f"{r['glat_ms_per_clip']['1']:.0f} ({r['glat_ratio']['1']:.2f}x wall, "
-             f"{r['glat_cpu_ratio']['1']:.2f}x CPU, {r['glat_params'] / 1e6:.1f} M parameters)"]
+    parts = [f"backbone {r['backbone_cpu_ms_per_clip']['1']:.0f} CPU ms per 10 s clip, GL-AT "
+             f"{r['glat_cpu_ms_per_clip']['1']:.0f} ({r['glat_cpu_ratio']['1']:.2f}x; wall "
+             f"{r['glat_ratio']['1']:.2f}x; {r['glat_params'] / 1e6:.1f} M parameters)"]
     for name, v in r.get("variants", {}).items():
-        parts.append(f"{VARIANT_NAMES.get(name, name)} {v['ms_per_clip']['1']:.0f} "
-                     f"({v['ratio']['1']:.2f}x wall, {v['cpu_ratio']['1']:.2f}x CPU, "
+        parts.append(f"{VARIANT_NAMES.get(name, name)} {v['cpu_ms_per_clip']['1']:.0f} "
+                     f"({v['cpu_ratio']['1']:.2f}x; wall {v['ratio']['1']:.2f}x; "
                      f"{v['params'] / 1e6:.1f} M parameters)")
-    return (f"{preset}, batch 1, median of {result['repeats']} runs: " + "; ".join(parts)
-            + f"; {measured_on(r['machine'])}.\n")
+    return (f"{preset}, batch 1: " + ", ".join(parts) + ". " + medians_of(result, {preset: r}) + f"; {measured_on(r['machine'])}.\n")
 
 
 def train_throughput() -> str:
     demo, panns = load("train_throughput_demo.json"), load("train_throughput_panns_frontend.json")
-    lines = ["| model | clips/s (best of rounds) | clips per CPU-second | cost vs backbone, "
-             "wall / CPU |", "|---|---|---|---|"]
+    lines = ["| model | clips per CPU-second | cost vs backbone, CPU / wall | clips/s |",
+             "|---|---|---|---|"]
     names = [k for k, v in demo.items() if isinstance(v, dict) and "clips_per_second" in v]
     for name in names:
         ratio = ("1" if name == "backbone" else
-                 f"{demo[f'{name}_cost_ratio']:.2f} / {demo[f'{name}_cpu_cost_ratio']:.2f}")
-        lines.append(f"| {name} | {demo[name]['clips_per_second']:.1f} "
-                     f"| {demo[name]['clips_per_cpu_second']:.1f} | {ratio} |")
-    worst = max(spread(demo[n]["runs"]) for n in names)
+                 f"{demo[f'{name}_cpu_cost_ratio']:.2f} / {demo[f'{name}_cost_ratio']:.2f}")
+        lines.append(f"| {name} | {demo[name]['clips_per_cpu_second']:.1f} | {ratio} "
+                     f"| {demo[name]['clips_per_second']:.1f} |")
+    worst = {kind: max(spread(demo[n][kind]) for n in names) for kind in ("cpu_runs", "runs")}
     return ("\n".join(lines) + "\n\n"
-            f"Rounds of one model spread by up to {worst:.0f} %; "
+            f"Best of {len(demo['backbone']['runs'])} rounds; the rounds of one model spread by "
+            f"up to {worst['cpu_runs']:.0f} % in clips per CPU-second, {worst['runs']:.0f} % in "
+            f"clips/s (max - min over the median); "
             f"{measured_on(demo['machine'])}. With the full PANNs frontend (`python "
             f"bench/train_throughput.py --variants glat --out "
             f"bench/results/train_throughput_panns_frontend.json`): backbone "
-            f"{panns['backbone']['clips_per_second']:.1f} vs GL-AT "
-            f"{panns['glat']['clips_per_second']:.1f} clips/s ({panns['glat_cost_ratio']:.2f}x wall, "
-            f"{panns['glat_cpu_cost_ratio']:.2f}x CPU), {measured_on(panns['machine'])}.\n")
+            f"{panns['backbone']['clips_per_cpu_second']:.1f} vs GL-AT "
+            f"{panns['glat']['clips_per_cpu_second']:.1f} clips per CPU-second "
+            f"({panns['glat_cpu_cost_ratio']:.2f}x; wall {panns['backbone']['clips_per_second']:.1f} "
+            f"vs {panns['glat']['clips_per_second']:.1f} clips/s, {panns['glat_cost_ratio']:.2f}x), "
+            f"{measured_on(panns['machine'])}.\n")
 
 
 def input_pipeline() -> str:
@@ -117,35 +131,42 @@ def input_pipeline() -> str:
     for r in result["rows"]:
         if "allocator" in r:
             by_stage.setdefault(r["stage"], {})[r["allocator"]] = r
-    lines = ["| stage | clips/s, default / BFC allocator | clips per CPU-second, default / BFC |",
+    lines = ["| stage | clips per CPU-second, default / BFC allocator | clips/s, default / BFC |",
              "|---|---|---|",
-             f"| ingest (decode, resample, write), 1 / 2 workers | "
-             f"{' / '.join(format(r['clips_per_s'], '.0f') for r in ingest)} | |"]
+             f"| ingest (decode, resample, write), 1 / 2 workers | | "
+             f"{' / '.join(format(r['clips_per_s'], '.0f') for r in ingest)} |"]
     for stage, rows in by_stage.items():
-        lines.append(f"| {stage} | {rows['default']['clips_per_s']:.0f} / "
-                     f"{rows['bfc']['clips_per_s']:.0f} | {rows['default']['clips_per_cpu_s']:.0f} / "
-                     f"{rows['bfc']['clips_per_cpu_s']:.0f} |")
-    return "\n".join(lines) + f"\n\nBest of 3 rounds each; {measured_on(result['machine'])}.\n"
+        lines.append(f"| {stage} | {rows['default']['clips_per_cpu_s']:.0f} / "
+                     f"{rows['bfc']['clips_per_cpu_s']:.0f} | {rows['default']['clips_per_s']:.0f} / "
+                     f"{rows['bfc']['clips_per_s']:.0f} |")
+    index, stream = by_stage["train, balanced"], by_stage["train, balanced, streaming sampler"]
+    cost = " / ".join(f"{stream[a]['clips_per_cpu_s'] / index[a]['clips_per_cpu_s']:.1f}x"
+                      for a in ("default", "bfc"))
+    return ("\n".join(lines) + f"\n\nA balanced clip costs {cost} (default / BFC allocator) the "
+            f"CPU time through the record index as through the streaming sampler; "
+            f"{measured_on(result['machine'])}.\n")
 
 
 def ingest_runners() -> str:
     result = load("ingest_runners.json")
-    lines = ["| runner | clips/s, whole run | seconds | start-up (2 shards) s | clips/s after it |",
+    lines = ["| runner | to the first shard, s | clips/s after it | whole run, s | clips/s, whole run |",
              "|---|---|---|---|---|"]
     for r in result["rows"]:
-        start = (f"{r['start_s']:.1f} | {r['steady_clips_per_s']:.0f}" if "start_s" in r
-                 else "| ")
         lines.append(f"| {r['runner']}, {r['workers']} worker{'s' if r['workers'] > 1 else ''} "
-                     f"| {r['clips_per_s']:.0f} | {r['seconds']:.1f} | {start} |")
-    return ("\n".join(lines) + f"\n\n{result['rows'][0]['clips']} clips; "
+                     f"| {r['first_shard_s']:.1f} | {r['clips_per_s_after_first_shard']:.0f} "
+                     f"| {r['seconds']:.1f} | {r['clips_per_s']:.0f} |")
+    return ("\n".join(lines) + f"\n\n{result['rows'][0]['clips']} clips in "
+            f"{result['rows'][0]['shards']} shards; "
             f"{measured_on(result['machine'])}.\n")
 
 
 def sampler_scale() -> str:
     r = load("sampler_scale_index.json")
-    return (f"The record index sampler: start-up {r['startup_s']:.1f} s to the first batch, peak RSS "
+    return (f"The record index sampler: start-up {r['startup_s']:.1f} s to the first batch "
+            f"({r['startup_cpu_s']:.1f} CPU-s), peak RSS "
             f"{r['peak_rss_mb'] / 1024:.2f} GB ({r['rss_after_tf_import_mb'] / 1024:.2f} GB of it "
-            f"TensorFlow's import), {r['draws_per_s']:,.0f} draws/s; over {r['draws']:,} draws "
+            f"TensorFlow's import), {r['draws_per_s']:,.0f} draws/s ({r['draws_per_cpu_s']:,.0f} per "
+            f"CPU-second); over {r['draws']:,} draws "
             f"every class's share (each draw credited to its labels by 1/n_c, the "
             f"BalancedTrainSampler's choice) is within {100 * r['max_rel_deviation']:.1f} % of "
             f"uniform (aim: 20 %); "

@@ -20,7 +20,6 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from machine import Machine, command
 from train.fit import json_object
 from train.loop import LoopSettings, make_optimizer, make_train_step
 from train.run import FitConfig, build_model
@@ -68,6 +67,7 @@ def main(argv=None) -> int:
                                            "(default: every GL-AT variant)")
     parser.add_argument("--out", default="bench/results/train_throughput.json")
     args = parser.parse_args(argv)
+    from machine import Machine, command  # bench/ is sys.path[0] when this runs as a script
     here = Machine()
     samples = int(round(args.seconds * args.sample_rate))
     keras.utils.set_random_seed(0)
