@@ -21,8 +21,6 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BLOCK = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
-
-
 QUOTED: set = set()  # the JSON files the blocks rendered so far read
 
 
@@ -37,8 +35,8 @@ def measured_on(*records: dict) -> str:
     machines = sorted({r["summary"] for r in records})
     dates = sorted({d[:10] for r in records for d in (r["started"], r["finished"])})
     loads = [r[key][0] for r in records for key in ("load_start", "load_end")]
-    load = f"{min(loads):.1f}" if f"{min(loads):.1f}" == f"{max(loads):.1f}" else \
-        f"{min(loads):.1f}-{max(loads):.1f}"
+    low, high = f"{min(loads):.1f}", f"{max(loads):.1f}"
+    load = low if low == high else f"{low}-{high}"
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
     return (f"measured {when} on {'; '.join(machines)} "
             f"at load {load} (1-minute average at start and end)")
