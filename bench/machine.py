@@ -1,6 +1,7 @@
 """The machine a benchmark ran on, stored in its JSON: CPU, cores, SIMD flags, load, TensorFlow, date.
 
-    from machine import Machine          # bench/ is on sys.path when a bench script runs
+    from machine import Machine          # in main(), after parse_args: bench/ is sys.path[0]
+                                         # when a bench script runs (not when a test loads it)
     here = Machine()                     # at the start: load average and date
     result["machine"] = here.record()    # at the end: the same plus the load then
 

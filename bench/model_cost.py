@@ -237,7 +237,8 @@ def main(argv=None) -> int:
     for preset in presets:
         here = Machine()
         row = measure(preset, args)
-        row["machine"] = here.record()  # per row: rows of one file may come from several runs
+        # per row: the rows of one file may come from several runs
+        row["machine"], row["command"] = here.record(), command(argv)
         result["presets"][preset] = row
         print(f"{preset}: {json.dumps(row)}", flush=True)
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
