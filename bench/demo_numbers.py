@@ -112,20 +112,9 @@ def export_report(out: str, data: dict) -> dict:
 
 
 def machine() -> str:
-    """'AMD EPYC 7B13, 2 cores, AVX-512': the CPU the figures were measured on."""
-    import platform
-
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name") and name in ("", platform.machine()):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name}, {os.cpu_count()} cores, {simd}"
+    """'AMD EPYC, 2 cores, AVX-512': the CPU the figures were measured on (bench/machine.py)."""
+    from machine import describe
+    return describe()
 
 
 def main(argv=None) -> int:
@@ -147,6 +136,8 @@ def main(argv=None) -> int:
     if len(seeds) == 1:
         parser.error("--seeds needs at least two seeds for a spread (or leave it out)")
     start = time.perf_counter()
+    from machine import Machine
+    here = Machine()
     sys.path.insert(0, str(ROOT))
     from glat_tf.data.demo import ensure_demo_shards
 
@@ -166,6 +157,7 @@ def main(argv=None) -> int:
     if args.experiments:
         _run("train/experiments.py", "--results", args.results)
         numbers["experiments"] = os.path.join(args.results, "demo_results.json")
+    numbers["machine_record"] = here.record()
     numbers["minutes_this_invocation"] = round((time.perf_counter() - start) / 60, 1)
     os.makedirs(args.results, exist_ok=True)
     name = "demo_seeds.json" if seeds else "demo_numbers.json"

@@ -182,6 +182,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS / "edge_latency"), help="results prefix")
     p.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the per-variant subprocess
     args = p.parse_args(argv)
+    from machine import Machine
+    here = Machine()
     if args.measure:
         pair, wav = args.measure.split(os.pathsep)
         row = measure(pathlib.Path(pair), pathlib.Path(wav), int(args.threads), args.hops,
@@ -214,7 +216,8 @@ def main(argv=None) -> int:
     r = rows[0]
     title = (f"{r['backbone']}: {r['window_s']:g} s window, N={r['n_clips']}, tau={r['tau']:g} s, "
              f"hop {r['hop_s']:g} s, core {args.core}")
-    out.with_suffix(".json").write_text(json.dumps({"setting": title, "rows": rows}, indent=1))
+    out.with_suffix(".json").write_text(json.dumps(
+        {"setting": title, "rows": rows, "machine": here.record()}, indent=1))
     out.with_suffix(".md").write_text(f"{title}\n\n{table(rows)}\n")
     plot(rows, out.with_suffix(".png"), title)
     print(f"\n{title}\n{table(rows)}\nwritten: {out}.json, .md, .png")

@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
 
 RESULTS = Path(__file__).resolve().parent / "results" / "input_pipeline.json"
 ALLOCATORS = {"default": {}, "bfc": {"TF_CPU_ALLOCATOR_USE_BFC": "true"}}
@@ -69,10 +69,15 @@ def _per_class_filter(pattern: str, batch_size: int, num_classes: int):
 def bench_pipeline(shards: Path, batch_size: int, batches: int) -> list[dict]:
     from glat_tf.data import pipeline
 
-    pattern, classes = str(shards / "train-*.tfrecord"), pipeline.read_manifest(shards)["num_classes"]
+    manifest = pipeline.read_manifest(shards)
+    pattern, classes = str(shards / "train-*.tfrecord"), manifest["num_classes"]
+    counts = manifest["splits"]["train"]["class_counts"]
     rows = [
         _timed("train, balanced", pipeline.train_dataset(pattern, batch_size, classes, seed=0),
                batch_size, batches),
+        # explicit counts select the streaming sampler instead of the record index's draws
+        _timed("train, balanced, streaming sampler", pipeline.train_dataset(
+            pattern, batch_size, classes, seed=0, class_counts=counts), batch_size, batches),
         _timed("train, balanced + mixup", pipeline.train_dataset(
             pattern, batch_size, classes, seed=0, mixup_alpha=1.0), batch_size, batches),
         _timed("train, not balanced", pipeline.train_dataset(
@@ -106,13 +111,14 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, default=30, help="batches per timed round (3 rounds)")
     parser.add_argument("--pipeline-only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from machine import Machine, command  # bench/ is sys.path[0] when this runs as a script
     if args.pipeline_only:
         print(json.dumps(bench_pipeline(Path(args.pipeline_only), args.batch_size, args.batches)))
         return 0
 
     from glat_tf.data import synthetic
 
-    rows = []
+    here, rows = Machine(), []
     with tempfile.TemporaryDirectory() as tmp:
         raw, tmp = Path(tmp) / "raw", Path(tmp)
         synthetic.make_demo_set(raw, seed=0, n_train=args.clips, n_eval=1)
@@ -126,11 +132,14 @@ def main(argv=None) -> int:
         per_cpu = f"{row['clips_per_cpu_s']:11.0f}" if "clips_per_cpu_s" in row else " " * 11
         print(f"{row['stage']:38s} {row.get('allocator', ''):9s} {row['clips']:6d} "
               f"{row['clips_per_s']:8.0f} {per_cpu}")
-    machine = {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
-               "python": platform.python_version(), "clip": "10 s, 32 kHz, int16"}
+    machine = here.record()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
-    print(f"machine: {machine}\nwritten: {RESULTS}")
+    RESULTS.write_text(json.dumps({
+        "machine": machine, "clip": "10 s, 32 kHz, int16", "rows": rows,
+        "command": command(argv)},
+        indent=1) + "\n")
+    print(f"machine: {machine['summary']}, load {machine['load_start']} -> "
+          f"{machine['load_end']}\nwritten: {RESULTS}")
     return 0
 
 

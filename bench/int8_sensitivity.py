@@ -103,6 +103,8 @@ def main(argv=None) -> int:
     parser.add_argument("--padded", type=int, metavar="K",
                         help="zero-pad every K-th calibration window in front")
     args = parser.parse_args(argv)
+    from machine import Machine
+    here = Machine()
     from export import acceptance
     from export.calibration import read_calibration, streaming_variety
     from glat_tf.loading import load_model
@@ -153,6 +155,7 @@ def main(argv=None) -> int:
                   + f"  mostly zeros {row['mostly_zeros_max_abs']}", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    rows["machine"] = here.record()  # oneDNN's kernels differ by CPU, and so do the drops
     pathlib.Path(args.out).write_text(json.dumps(rows, indent=1))
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -35,17 +34,31 @@ def trainable_params(model) -> int:
     return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
-def ms_per_clip(model, batch_size: int, samples: int, repeats: int) -> float:
-    """Median wall time of one inference forward pass, divided by the batch size."""
+def forward_timer(model, batch_size: int, samples: int):
+    """A function timing one inference forward pass of `model` (traced and run once here):
+    (wall ms, CPU ms of this process, all threads) per clip."""
     forward = tf.function(lambda w: model(w, training=False))
     wave = tf.random.normal([batch_size, samples], stddev=0.1)
     tf.nest.map_structure(lambda t: t.numpy(), forward(wave))  # trace + first run
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def once() -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
         tf.nest.map_structure(lambda t: t.numpy(), forward(wave))
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times) / batch_size
+        return (1000 * (time.perf_counter() - wall) / batch_size,
+                1000 * (time.process_time() - cpu) / batch_size)
+    return once
+
+
+def ms_per_clip(models: dict, batch_size: int, samples: int, repeats: int) -> dict:
+    """{name: ([wall ms], [CPU ms]) per clip} over `repeats` rounds that time every model once
+    in turn, so that a change of load on a shared machine meets all of them alike."""
+    timers = {name: forward_timer(model, batch_size, samples) for name, model in models.items()}
+    runs = {name: ([], []) for name in models}
+    for _ in range(repeats):
+        for name, once in timers.items():
+            for kept, value in zip(runs[name], once()):
+                kept.append(value)
+    return runs
 
 
 def float_ops(function, *specs) -> int:
@@ -127,31 +140,36 @@ def variant_model(preset, args, name, samples):
 
 
 def measure(preset, args) -> dict:
+    """One preset's row: wall ms per clip (`*_ms_per_clip`) and CPU ms per clip
+    (`*_cpu_ms_per_clip`) by batch size, for the backbone, GL-AT and each variant, and each
+    one's ratio to the backbone (wall and CPU; the models are timed in alternating rounds)."""
     samples = int(round(args.seconds * SAMPLE_RATE))
     net = backbones.build(preset, num_classes=args.num_classes)
     net.build((None, samples))
-    row = {"params": trainable_params(net), "backbone_ms_per_clip": {}, "glat_ms_per_clip": {},
-           "glat_ratio": {}}
-    for b in args.batch_sizes:
-        row["backbone_ms_per_clip"][str(b)] = ms_per_clip(net, b, samples, args.repeats)
-    del net
+    row = {"params": trainable_params(net)}
+    models = {"backbone": net}
     glat = glat_model(preset, args.num_classes, args.n_clips, args.tau)
     if glat is not None:
         glat.build((None, samples))
         row["glat_params"] = trainable_params(glat)
-        for b in args.batch_sizes:
-            row["glat_ms_per_clip"][str(b)] = ms_per_clip(glat, b, samples, args.repeats)
-            row["glat_ratio"][str(b)] = (row["glat_ms_per_clip"][str(b)]
-                                         / row["backbone_ms_per_clip"][str(b)])
+        models["glat"] = glat
     for name in args.variants:
-        model = variant_model(preset, args, name, samples)
-        row.setdefault("variants", {})[name] = {
-            "params": trainable_params(model),
-            "ms_per_clip": {str(b): ms_per_clip(model, b, samples, args.repeats)
-                            for b in args.batch_sizes}}
-        row["variants"][name]["ratio"] = {
-            b: ms / row["backbone_ms_per_clip"][b]
-            for b, ms in row["variants"][name]["ms_per_clip"].items()}
+        models[name] = variant_model(preset, args, name, samples)
+        row.setdefault("variants", {})[name] = {"params": trainable_params(models[name])}
+    by_batch = {str(b): ms_per_clip(models, b, samples, args.repeats) for b in args.batch_sizes}
+    for name in models:
+        runs = {b: by_batch[b][name] for b in by_batch}
+        # GL-AT's keys carry its name (glat_ms_per_clip, ...); a variant has its own dict.
+        cell, prefix = (row["variants"][name], "") if name in args.variants else (row, f"{name}_")
+        cell[f"{prefix}ms_runs"] = {b: walls for b, (walls, _) in runs.items()}
+        cell[f"{prefix}cpu_ms_runs"] = {b: cpus for b, (_, cpus) in runs.items()}
+        cell[f"{prefix}ms_per_clip"] = {b: statistics.median(w) for b, (w, _) in runs.items()}
+        cell[f"{prefix}cpu_ms_per_clip"] = {b: statistics.median(c) for b, (_, c) in runs.items()}
+        if name != "backbone":
+            cell[f"{prefix}ratio"] = {b: cell[f"{prefix}ms_per_clip"][b]
+                                      / row["backbone_ms_per_clip"][b] for b in runs}
+            cell[f"{prefix}cpu_ratio"] = {b: cell[f"{prefix}cpu_ms_per_clip"][b]
+                                          / row["backbone_cpu_ms_per_clip"][b] for b in runs}
     return row
 
 
@@ -211,13 +229,16 @@ def main(argv=None) -> int:
     if os.path.exists(args.out):
         with open(args.out, encoding="utf-8") as f:
             result = json.load(f)
+    from machine import Machine, command  # bench/ is sys.path[0] when this runs as a script
+
     result.update({"seconds": args.seconds, "n_clips": args.n_clips, "tau": args.tau,
-                   "num_classes": args.num_classes, "cpu_count": os.cpu_count(),
-                   "machine": platform.processor() or platform.machine(),
-                   "tensorflow": tf.__version__})
+                   "num_classes": args.num_classes, "repeats": args.repeats,
+                   "command": command(argv)})
     for preset in presets:
+        here = Machine()
         row = measure(preset, args)
-        row["load_average_1min"] = os.getloadavg()[0]  # shared machines: read times with this
+        # per row: the rows of one file may come from several runs
+        row["machine"], row["command"] = here.record(), command(argv)
         result["presets"][preset] = row
         print(f"{preset}: {json.dumps(row)}", flush=True)
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NUM_CLIPS, NUM_CLASSES, SHARD_SIZE = 2_000_000, 527, 1000
@@ -124,18 +124,19 @@ def run(out: Path, draws: int, batch: int, seed: int, shuffle_buffer: int, desig
     tf_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(out / "manifest.json") as f:  # counts only; the pipeline reads it itself
         counts = np.asarray(json.load(f)["splits"]["train"]["class_counts"])
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     # Explicit class counts select the streaming sampler; the manifest's index the other.
     ds = pipeline.train_dataset(str(out / "train-*.tfrecord"), batch, NUM_CLASSES, seed=seed,
                                 shuffle_buffer=shuffle_buffer,
                                 class_counts=counts if design == "streaming" else None)
     iterator = iter(ds)
     first = next(iterator)[1].numpy()
-    startup = time.perf_counter() - started
+    startup, startup_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     labels = [first]
     while sum(len(x) for x in labels) < draws:
         labels.append(next(iterator)[1].numpy())
     drawn = time.perf_counter() - started - startup
+    drawn_cpu = time.process_time() - cpu_started - startup_cpu
     labels = np.concatenate(labels)[:draws]
     print(f"start-up {startup:.1f} s, {draws} draws in {drawn:.1f} s", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -157,6 +158,7 @@ def run(out: Path, draws: int, batch: int, seed: int, shuffle_buffer: int, desig
         "shuffle_buffer": shuffle_buffer, "class_counts_max_min": [int(counts.max()), int(counts.min())],
         "labels_per_clip": float(counts.sum() / NUM_CLIPS),
         "startup_s": startup, "draws_per_s": (draws - len(first)) / drawn,
+        "startup_cpu_s": startup_cpu, "draws_per_cpu_s": (draws - len(first)) / drawn_cpu,
         "peak_rss_mb": peak, "rss_after_tf_import_mb": tf_rss, "rss_before_tf_mb": baseline_rss,
         "max_rel_deviation": float(deviation.max()),
         "classes_within_20pct": int((deviation <= 0.2).sum()),
@@ -166,7 +168,6 @@ def run(out: Path, draws: int, batch: int, seed: int, shuffle_buffer: int, desig
         "panns_marginal": None if reference is None else reference.tolist(),
         "label_frequency": (labels.sum(0) / draws).tolist(),
         "class_counts": counts.tolist(),
-        "load_average_1m": os.getloadavg()[0],
     }
 
 
@@ -205,12 +206,16 @@ def main(argv=None) -> int:
                         help="also simulate PANNs' sampler in Python (slow at 2M clips)")
     parser.add_argument("--name", help="results name (default sampler_scale_<design>)")
     args = parser.parse_args(argv)
+    from machine import Machine, command  # bench/ is sys.path[0] when this runs as a script
     out = Path(args.out)
     if args.step == "make":
         make(out, args.seed)
         return 0
+    here = Machine()
     result = run(out, args.draws, args.batch, args.seed, args.shuffle_buffer, args.design,
                  args.reference)
+    result["machine"] = here.record()
+    result["command"] = command(argv)
     args.name = args.name or f"sampler_scale_{args.design}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))

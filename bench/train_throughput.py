@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -28,7 +27,8 @@ from train.variants import glat_variants
 
 
 def make_runner(model, batch, labels, warmup: int):
-    """A function timing `steps` training steps of `model` (clips/s), after `warmup` steps."""
+    """A function timing `steps` training steps of `model`: (clips per wall second, clips
+    per CPU-second of this process), after `warmup` steps."""
     strategy = tf.distribute.get_strategy()
     settings = LoopSettings(steps=1, batch_size=int(batch.shape[0]))
     optimizer = make_optimizer(settings)
@@ -38,12 +38,13 @@ def make_runner(model, batch, labels, warmup: int):
     for _ in range(warmup):  # tracing and the first, slow executions
         step(iterator)["loss"].numpy()
 
-    def clips_per_second(steps: int) -> float:
-        start = time.perf_counter()
+    def clips_per_second(steps: int) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(steps):
             out = step(iterator)
         out["loss"].numpy()
-        return steps * settings.batch_size / (time.perf_counter() - start)
+        clips = steps * settings.batch_size
+        return clips / (time.perf_counter() - wall), clips / (time.process_time() - cpu)
 
     return clips_per_second
 
@@ -66,6 +67,8 @@ def main(argv=None) -> int:
                                            "(default: every GL-AT variant)")
     parser.add_argument("--out", default="bench/results/train_throughput.json")
     args = parser.parse_args(argv)
+    from machine import Machine, command  # bench/ is sys.path[0] when this runs as a script
+    here = Machine()
     samples = int(round(args.seconds * args.sample_rate))
     keras.utils.set_random_seed(0)
     batch = tf.random.normal([args.batch_size, samples], stddev=0.1)
@@ -85,8 +88,8 @@ def main(argv=None) -> int:
               for name in dict.fromkeys(["backbone", *wanted])}
     result = {"backbone": args.backbone, "backbone_kwargs": args.backbone_kwargs,
               "batch_size": args.batch_size, "seconds": args.seconds,
-              "n_clips": args.n_clips, "tau": args.tau, "cpu_count": os.cpu_count(),
-              "machine": platform.processor() or platform.machine(), "tensorflow": tf.__version__}
+              "n_clips": args.n_clips, "tau": args.tau,
+              "command": command(argv)}
     runners = {}
     for name, model in models.items():
         runners[name] = make_runner(model, batch, labels, args.warmup)
@@ -96,9 +99,11 @@ def main(argv=None) -> int:
     for _ in tqdm(range(args.repeats), desc="rounds", unit="round", leave=False):
         for name, runner in runners.items():
             rates[name].append(runner(args.steps))
-    for name, runs in rates.items():
+    for name, pairs in rates.items():
+        runs, per_cpu = [wall for wall, _ in pairs], [cpu for _, cpu in pairs]
         result[name] = {"clips_per_second": max(runs), "median": statistics.median(runs),
-                        "runs": runs}
+                        "runs": runs, "clips_per_cpu_second": max(per_cpu),
+                        "cpu_runs": per_cpu}
         print(f"{name:8s} {max(runs):7.2f} clips/s best of {len(runs)} (median "
               f"{statistics.median(runs):.2f})", flush=True)
     result["seconds_per_step"] = {name: args.batch_size / result[name]["clips_per_second"]
@@ -107,9 +112,12 @@ def main(argv=None) -> int:
         if name != "backbone":
             result[f"{name}_cost_ratio"] = (result["backbone"]["clips_per_second"]
                                             / result[name]["clips_per_second"])
+            result[f"{name}_cpu_cost_ratio"] = (result["backbone"]["clips_per_cpu_second"]
+                                                / result[name]["clips_per_cpu_second"])
             print(f"{name} step costs {result[f'{name}_cost_ratio']:.2f}x the backbone's")
     expected = 1 + args.n_clips * args.tau / args.seconds
     print(f"(GL-AT's conv-dominated estimate: 1 + N*tau/T0 = {expected:.2f})")
+    result["machine"] = here.record()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
