@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from glat_tf import backbones
 from glat_tf.backbones.cnn import Cnn
-from harness import assert_litert_matches, assert_round_trips
+from harness import check
 
 PANNS_PARAMS = {"cnn6": 4_837_455, "cnn10": 5_219_279, "cnn14": 80_753_615,
                 "mobilenetv1": 4_796_303}
@@ -33,15 +33,13 @@ def test_registry_refuses_duplicates_and_unknown_names():
 
 @pytest.mark.parametrize("name,frames", [("cnn6_tiny", 62), ("cnn10_tiny", 62),
                                          ("cnn14_tiny", 31), ("mobilenetv1_tiny", 31)])
-def test_output_contract(name, frames, tmp_path):
+def test_output_contract(name, frames):
     net = backbones.build(name, num_classes=7)
     wave = tf.random.normal([2, 320000], stddev=0.1)
-    out = assert_round_trips(net, (wave,), tmp_path, atol=1e-5)
-    assert out["clipwise_logits"].shape == (2, 7)
-    assert out["framewise_logits"].shape == (2, frames, 7)
-    channels = out["features"].shape[2]
-    assert out["features"].shape == (2, frames, channels)
-    assert out["embedding"].shape[0] == 2
+    check.run_backbone_test(
+        net, (wave,), {"clipwise_logits": (2, 7), "framewise_logits": (2, frames, 7),
+                       "features": (2, frames, None), "embedding": (2, None)}, "backbone",
+        variable_inputs=[(tf.random.normal([1, 32000], stddev=0.1),)])
 
 
 def test_training_mode_is_stochastic_and_inference_is_not():
@@ -58,5 +56,6 @@ def test_cnn_converts_to_litert_builtins():
     wave = np.random.default_rng(0).normal(0, 0.1, (1, 96000)).astype(np.float32)
     net.build((None, 96000))
     keras_out = net(wave, training=False)
-    assert_litert_matches(lambda w: net(w, training=False), wave, net,
-                          {k: keras_out[k] for k in ("clipwise_logits", "framewise_logits")})
+    check.run_export_test(lambda w: net(w, training=False), wave, net,
+                          {k: keras_out[k] for k in ("clipwise_logits", "framewise_logits")},
+                          "backbone")

@@ -7,7 +7,7 @@ import tensorflow as tf
 from glat_tf import backbones
 from glat_tf.backbones.atsca import ScaConvBlock
 from glat_tf.backbones.resnet import BasicBlock, Bottleneck
-from harness import assert_litert_matches, assert_round_trips
+from harness import check
 
 LOGITS = ("clipwise_logits", "framewise_logits")  # the outputs LiteRT must reproduce
 
@@ -33,10 +33,11 @@ def test_parameter_counts_equal_published(name):
 
 
 @pytest.mark.parametrize("name", sorted(TINY_FRAMES_10S))
-def test_output_contract_and_round_trip(name, tmp_path):
+def test_output_contract_and_round_trip(name):
     net = backbones.build(name, num_classes=7)
-    out = assert_round_trips(net, (tf.random.normal([2, 32000], stddev=0.1),), tmp_path, atol=1e-5)
-    assert out["clipwise_logits"].shape == (2, 7) and out["embedding"].shape[0] == 2
+    check.run_backbone_test(net, (tf.random.normal([2, 32000], stddev=0.1),),
+                            {"clipwise_logits": (2, 7), "embedding": (2, None)}, "backbone",
+                            variable_inputs=[(tf.random.normal([1, 48000], stddev=0.1),)])
     frames = TINY_FRAMES_10S[name]  # T' of a 10 s clip, as the class docstrings say
     out = net(tf.random.normal([1, 320000], stddev=0.1), training=False)
     assert out["framewise_logits"].shape == (1, frames, 7)
@@ -72,8 +73,8 @@ def test_talnet_unrolled_gru_is_the_same_function_and_converts_without_control_f
     looped = net(wave, training=False)
     np.testing.assert_allclose(unrolled(wave, training=False)["features"], looped["features"],
                                atol=1e-6)
-    ops, _ = assert_litert_matches(lambda w: unrolled(w, training=False), wave, unrolled,
-                                   {k: looped[k] for k in LOGITS})
+    ops, _ = check.run_export_test(lambda w: unrolled(w, training=False), wave, unrolled,
+                                   {k: looped[k] for k in LOGITS}, "backbone")
     assert "WHILE" not in ops
 
 
@@ -83,8 +84,8 @@ def test_converts_to_litert_builtins(name):
     wave = np.random.default_rng(0).normal(0, 0.1, (1, 32000)).astype(np.float32)
     net.build((None, 32000))
     keras_out = net(wave, training=False)
-    assert_litert_matches(lambda w: net(w, training=False), wave, net,
-                          {k: keras_out[k] for k in LOGITS})
+    check.run_export_test(lambda w: net(w, training=False), wave, net,
+                          {k: keras_out[k] for k in LOGITS}, "backbone")
 
 
 def test_fresh_residual_blocks_start_as_identity_and_downsample_by_pooling():

@@ -9,6 +9,7 @@ import soundfile
 
 from edge_runtime import ArraySource, StreamingPlan, StreamRunner, Pipeline, glue, read_metadata
 from edge_runtime.streaming import FeatureStream
+from harness import check
 from test_edge_equivalence import (CLIP, F32_ATOL, INT8_ATOL, build_pair,
                                   stream_cli_without_tensorflow)
 
@@ -204,7 +205,8 @@ def test_full_budget_streaming_is_the_exact_mode_on_its_window(f32, clip, hop, s
                                       want.clip_starts + origin)
         for name in ("global_", "local", "fused"):
             np.testing.assert_allclose(getattr(event.result, name), getattr(want, name),
-                                       atol=1e-4, rtol=0, err_msg=f"{name} at t={event.time}")
+                                       atol=check.tolerance("tagger", "export"), rtol=0,
+                                       err_msg=f"{name} at t={event.time}")
 
 
 def test_cli_default_is_streaming_and_exact_one_flag_away(f32, tmp_path):

@@ -11,6 +11,7 @@ from export.saved_model import export_saved_model
 from export.tflite import export_tflite
 from glat_tf import Baseline
 from glat_tf.data.labels import LabelMap
+from harness import check
 
 RATE, WINDOW = 32000, 64000
 LABELS = LabelMap(tuple(f"/m/b{i}" for i in range(3)), ("one", "two", "three"))
@@ -33,7 +34,7 @@ def test_the_baseline_exports_to_litert_and_the_edge_runtime_tags_with_it(baseli
     wave = np.random.default_rng(0).normal(0, 0.1, WINDOW).astype(np.float32)
     result = Pipeline.from_export(tmp_path, "f32", mode="exact")(wave)
     expected = baseline(wave[None])["global"][0].numpy()
-    np.testing.assert_allclose(result.global_, expected, atol=1e-5)
+    check.assert_outputs_close({"global": result.global_}, {"global": expected}, "baseline")
     np.testing.assert_array_equal(result.fused, result.global_)  # nothing to fuse with
     assert len(result.clip_starts) == 0
     with pytest.raises(ValueError, match="backbone-only"):
@@ -49,7 +50,6 @@ def test_the_baseline_exports_to_a_saved_model_with_global_and_frames_only(basel
     facts = SavedModelFacts.read(path / "assets")
     assert (facts.n_clips, facts.crop_samples, facts.min_samples) == (0, 0, 32000)
     assert sorted(facts.outputs) == sorted(out)
-    for key in out:
-        np.testing.assert_allclose(out[key], baseline(wave)[key], atol=1e-5)
+    check.assert_outputs_close(out, baseline(wave), "baseline")
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least 32000 samples"):
         serve(waveform=tf.zeros([1, 100]))

@@ -18,6 +18,7 @@ from glat_tf import GlatModel  # noqa: E402
 from glat_tf.data.labels import LabelMap  # noqa: E402
 from glat_tf.data.synthetic import make_clip  # noqa: E402
 from glat_core.audio import pad_to  # noqa: E402
+from harness import check  # noqa: E402
 
 NAMES = ("alpha", "beta", "gamma", "delta")
 WINDOW_SECONDS = 8
@@ -131,12 +132,13 @@ def test_audio_clips_mode_gives_keras_scores(export, variant):
                 lite = direct(waveform=chunk[None].astype(np.float32))
                 for name in ("fused", "global", "local"):
                     if variant == "f32":  # MediaPipe runs the file as LiteRT does ...
-                        np.testing.assert_allclose(scores[name], lite[name][0], atol=1e-6)
+                        check.assert_outputs_close({name: scores[name]}, {name: lite[name][0]},
+                                                   "mediapipe")
                     error = np.abs(scores[name] - reference[name][k])
                     errors.append(error)
                     # ... and that is Keras within the export's tolerance.
                     if variant == "f32":
-                        assert error.max() <= 1e-4, (name, error)
+                        assert error.max() <= check.tolerance("tagger", "export"), (name, error)
                     else:
                         bound = TOLERANCES["int8"]
                         limit = bound.global_max_abs if name == "global" else bound.local_max_abs
@@ -170,7 +172,8 @@ def test_audio_stream_mode_in_one_second_blocks(export):
     assert len(results) == 3 and results[2][0] > 10 ** 15
     for k, (ms, result) in enumerate(results):
         scores, _ = heads(result)
-        np.testing.assert_allclose(scores["fused"], reference["fused"][k], atol=1e-4)
+        check.assert_outputs_close({"fused": scores["fused"]}, {"fused": reference["fused"][k]},
+                                   "tagger")
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from glat_tf import GlatModel
-from harness import assert_round_trips
+from harness import check
 
 CLASSES = 6
 
@@ -25,14 +25,15 @@ def batch():
     return wave, labels
 
 
-def test_outputs_and_round_trip(batch, tmp_path):
+def test_outputs_and_round_trip(batch):
     model = tiny()
-    out = assert_round_trips(model, (batch[0],), tmp_path, atol=1e-6)
-    assert {k: v.shape for k, v in out.items()} == {
-        "global": (2, CLASSES), "local": (2, CLASSES), "fused": (2, CLASSES),
-        "per_clip": (2, 2, CLASSES),
-        "framewise": (2, 18, CLASSES), "clip_starts": (2, 2), "selected_classes": (2, 2)}
-    assert out["clip_starts"].dtype == np.int32 and out["selected_classes"].dtype == np.int32
+    shapes = {"global": (2, CLASSES), "local": (2, CLASSES), "fused": (2, CLASSES),
+              "per_clip": (2, 2, CLASSES),
+              "framewise": (2, 18, CLASSES), "clip_starts": (2, 2), "selected_classes": (2, 2)}
+    out = check.run_backbone_test(model, (batch[0],), shapes, "glat_model",
+                                  variable_inputs=[(batch[0][:1, :32000],)],
+                                  int_outputs=("clip_starts", "selected_classes"))
+    assert {k: v.shape for k, v in out.items()} == shapes
     for key in ("global", "local", "fused", "framewise"):
         assert ((out[key] >= 0) & (out[key] <= 1)).all()
     # Fusion is (max + mean) / 2 of the two streams, so it lies between them.
@@ -165,18 +166,16 @@ def test_from_preset_takes_a_typed_frontend():
         tiny(backbone_kwargs={"colour": 1})
 
 
-def test_class_names_travel_inside_the_model(batch, tmp_path):
+def test_class_names_travel_inside_the_model(batch):
     names, mids = [f"class {i}" for i in range(CLASSES)], [f"/m/{i}" for i in range(CLASSES)]
     model = tiny(class_names=names, class_mids=mids)
-    model(batch[0])
-    model.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
+    loaded = check.run_model_saving_test(model, (batch[0],), "glat_model")
     assert loaded.class_names == tuple(names) and loaded.class_mids == tuple(mids)
     with pytest.raises(ValueError, match="2 class_names for a model of 6 classes"):
         tiny(class_names=["a", "b"])
 
 
-def test_shared_weights_are_one_network_trained_by_both_losses(batch, tmp_path):
+def test_shared_weights_are_one_network_trained_by_both_losses(batch):
     model = tiny(share_weights=True)
     wave, labels = batch
     model(wave)
@@ -191,10 +190,8 @@ def test_shared_weights_are_one_network_trained_by_both_losses(batch, tmp_path):
     # L_l reaches the (shared) global features: the point of the variant.
     assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0
                for g in tape.gradient(local, variables))
-    model.save(tmp_path / "shared.keras")
-    loaded = keras.models.load_model(tmp_path / "shared.keras")
+    loaded = check.run_model_saving_test(model, (wave,), "glat_model")  # fused among them
     assert loaded.local_backbone is loaded.global_backbone
-    np.testing.assert_allclose(loaded(wave)["fused"], model(wave)["fused"], atol=1e-6)
     with pytest.raises(ValueError, match="share_weights"):
         tiny(share_weights=True, loss_mode="frozen_global")
 

@@ -19,6 +19,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2  # noqa:
 from export.saved_model import export_saved_model  # noqa: E402
 from glat_tf import GlatModel  # noqa: E402
 from glat_tf.data.labels import LabelMap  # noqa: E402
+from harness import check  # noqa: E402
 
 OUTPUTS = GlatModel.output_keys  # what the signature serves: the model's own outputs
 
@@ -80,10 +81,9 @@ def test_predict_and_metadata_protocol(tmp_path):
     assert code == 0
     response = predict_pb2.PredictResponse.FromString(data)
     assert sorted(response.outputs) == sorted(OUTPUTS)
-    for key in OUTPUTS:
-        got = tf.make_ndarray(response.outputs[key])
-        assert got.dtype == reference[key].dtype, key
-        np.testing.assert_allclose(got, reference[key], atol=1e-5, err_msg=key)
+    got = {key: tf.make_ndarray(response.outputs[key]) for key in OUTPUTS}
+    assert {k: v.dtype for k, v in got.items()} == {k: reference[k].dtype for k in OUTPUTS}
+    check.assert_outputs_close(got, reference, "glat_model", keys=OUTPUTS)
     assert tf.make_ndarray(response.outputs["clip_starts"]).dtype == np.int32
 
     code, data = results[1]
@@ -104,5 +104,5 @@ def test_predict_and_metadata_protocol(tmp_path):
 
     code, data = results[5]
     rest = json.loads(data)["outputs"]
-    for key in OUTPUTS:
-        np.testing.assert_allclose(np.asarray(rest[key]), reference[key][:1], atol=1e-5)
+    check.assert_outputs_close({k: np.asarray(rest[k]) for k in OUTPUTS},
+                               {k: reference[k][:1] for k in OUTPUTS}, "glat_model")

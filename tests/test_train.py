@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from data_fixtures import write_tiny_shards
 from glat_tf.model import GlatModel
-from harness import assert_round_trips
+from harness import check
 from glat_tf.baseline import Baseline
 from train.checkpoints import StopRequest
 from train.fit import main, parse_args
@@ -236,8 +236,8 @@ def test_briefly_trained_tiny_model_beats_chance_map(shards, tmp_path):
 
 def test_backbone_tagger_round_trips_and_initialises_both_glat_streams(tmp_path):
     tagger = Baseline("cnn6_tiny", num_classes=3)
-    outputs = assert_round_trips(tagger, (tf.random.normal([2, SR]) * 0.1,), tmp_path)
-    assert outputs["global"].shape == (2, 3)
+    outputs = check.run_backbone_test(tagger, (tf.random.normal([2, SR]) * 0.1,),
+                                      {"global": (2, 3)}, "baseline", directory=tmp_path)
     assert np.all((outputs["global"] > 0) & (outputs["global"] < 1))
     glat = GlatModel("cnn6_tiny", num_classes=3, n_clips=2, tau=0.5)
     glat.build((None, SR))
@@ -375,4 +375,5 @@ def test_shared_weights_train_mirrored_and_export_as_one_backbone_used_twice(sha
     wave = np.random.default_rng(5).normal(0, 0.1, window).astype(np.float32)
     got = Pipeline.from_export(tmp_path / "lite", "f32", mode="exact")(wave)
     expected = model(wave[None], training=False)
-    np.testing.assert_allclose(got.fused, expected["fused"][0], atol=1e-5)
+    check.assert_outputs_close({"fused": got.fused}, {"fused": expected["fused"][0]},
+                               "glat_model")
