@@ -2,7 +2,7 @@
 model and export test runs its checks through these methods, with the stage's tolerance
 declared once below.
 
-    from harness import StageTestCase
+    from tests.harness import StageTestCase
     check = StageTestCase()                       # or subclass it, as keras-hub's tests do
     out = check.run_backbone_test(net, (wave,), {"clipwise_logits": (2, 7)}, "backbone")
     check.run_export_test(lambda w: net(w, training=False), wave, net, expected, "backbone")
