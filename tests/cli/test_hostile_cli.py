@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from tests.data_fixtures import write_tiny_shards
 
 from tests.hostile_checkpoints import CASES
+from tests.parallel import in_pairs
 
 NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} |usage: |  |\s*$|"
                    r"Warning: Xing)")
@@ -153,13 +155,15 @@ DRIVER = textwrap.dedent("""
 @pytest.mark.parametrize("index", range(9))
 def test_cli_bad_inputs_end_in_one_error_line(files, index):
     module, prog, cases = bad_inputs(files)[index]
-    done = subprocess.run([sys.executable, "-m", module, *cases[0]], capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    # The first case as a user runs it, and every case through main() in one process:
+    # side by side (tests/parallel.py).
+    done, driven = in_pairs([
+        partial(subprocess.run, [sys.executable, "-m", module, *cases[0]], capture_output=True,
+                text=True, timeout=300, stdin=subprocess.DEVNULL),
+        partial(subprocess.run, [sys.executable, "-c", DRIVER, module, json.dumps(cases)],
+                capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)])
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert _is_error_line(_lines(done.stderr)[0], prog), done.stderr
-    driven = subprocess.run([sys.executable, "-c", DRIVER, module, json.dumps(cases)],
-                            capture_output=True, text=True, timeout=600,
-                            stdin=subprocess.DEVNULL)
     assert driven.returncode == 0, driven.stderr[-3000:]
     for argv, (code, stderr) in zip(cases, json.loads(driven.stdout.splitlines()[-1])):
         assert code == 2 and "Traceback" not in stderr, (argv, stderr)
@@ -205,8 +209,8 @@ def test_the_checks_come_before_the_work(files, tmp_path):
         ("glat_core.tag", [files["tiny.keras"], files["missing"], "--out",
                            str(root / "no" / "t.csv")], "does not exist", root / "no"),
     ]
-    for module, argv, words, absent in cases:
-        done = _run_cli(module, *argv)
+    runs = in_pairs([partial(_run_cli, module, *argv) for module, argv, _, _ in cases])
+    for (module, argv, words, absent), done in zip(cases, runs):
         lines = _lines(done.stderr)
         assert done.returncode == 2 and len(lines) == 1 and words in lines[0], (argv, done.stderr)
         assert not absent.exists(), absent

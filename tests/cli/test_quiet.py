@@ -12,8 +12,11 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 
 import pytest
+
+from tests.parallel import in_pairs
 from tests.paths import ROOT
 
 # What the libraries print; none of it is ours.
@@ -24,7 +27,7 @@ FOREIGN = re.compile(
     r"warnings\.warn|Saved artifact at|Estimated count of arithmetic|tensorflow/|absl::|"
     r"^\s*(Args|Returns|Captures):|TensorSpec|^\s*\d{9,}: ")
 TINY = {"n_mels": 32, "hop_length": 640, "spec_augment": False}
-STEPS = []  # (name, stderr) in run order, for the counts file
+STEPS = []  # (name, stderr) in the order they ended, for the counts file
 # A user's shell: no TF_CPP_MIN_LOG_LEVEL (conftest sets one for the tests' own process).
 ENV = {**{k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "GLAT_QUIET")},
        "PYTHONPATH": str(ROOT)}
@@ -67,18 +70,21 @@ def pipeline(tmp_path_factory):
     run("glat-fit", *cli["fit"], "--train", train, "--eval", evals, "--out", "run",
         "--backbone", "cnn10_tiny", "--backbone-kwargs", json.dumps(TINY), "--n-clips", "2",
         "--tau", "2", "--batch-size", "4", "--steps", "2", "--eval-every", "2", cwd=tmp)
-    run("glat-eval", *cli["eval"], "--model", "run/final.keras", "--eval", evals, "--out", "ev",
-        "--strong-labels", "raw/strong_labels.csv", cwd=tmp)
-    # dyn goes through the quantizer (its "fully_quantize: 0, ..." lines) without int8's
-    # 100 calibration clips.
-    run("glat-export tflite (f32,dyn)", *cli["export"], "tflite", "--model", "run/final.keras",
-        "--out", "lite", "--variants", "f32,dyn", cwd=tmp)
-    run("glat-export report", *cli["export"], "report", "--model", "run/final.keras",
-        "--exported", "lite", "--eval", evals, "--out", "rep", "--clips", "4",
-        "--latency-runs", "1", cwd=tmp)
-    run("glat-tag (LiteRT)", *cli["tag"], "lite", "clip.wav", "--out", "t.csv", cwd=tmp)
-    run("python -m edge_runtime.stream", "-m", "edge_runtime.stream", "--export", "lite",
-        "--variant", "dyn", "--input", "clip.wav", "--offline", cwd=tmp)
+    # The steps that read the same output run side by side (tests/parallel.py). dyn goes
+    # through the quantizer (its "fully_quantize: 0, ..." lines) without int8's 100
+    # calibration clips.
+    in_pairs([partial(run, "glat-eval", *cli["eval"], "--model", "run/final.keras", "--eval",
+                      evals, "--out", "ev", "--strong-labels", "raw/strong_labels.csv", cwd=tmp),
+              partial(run, "glat-export tflite (f32,dyn)", *cli["export"], "tflite", "--model",
+                      "run/final.keras", "--out", "lite", "--variants", "f32,dyn", cwd=tmp)])
+    in_pairs([partial(run, "glat-export report", *cli["export"], "report", "--model",
+                      "run/final.keras", "--exported", "lite", "--eval", evals, "--out", "rep",
+                      "--clips", "4", "--latency-runs", "1", cwd=tmp),
+              partial(run, "glat-tag (LiteRT)", *cli["tag"], "lite", "clip.wav", "--out",
+                      "t.csv", cwd=tmp),
+              partial(run, "python -m edge_runtime.stream", "-m", "edge_runtime.stream",
+                      "--export", "lite", "--variant", "dyn", "--input", "clip.wav",
+                      "--offline", cwd=tmp)])
     return tmp
 
 

@@ -16,10 +16,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 
 from tests.cli.test_readme import README, readme_commands
+from tests.parallel import in_pairs
 from tests.paths import ROOT
 
 MODULES = {"glat-ingest": "glat_tf.data.ingest", "glat-fit": "train.fit",
@@ -86,16 +88,22 @@ def workdir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_cheap_readme_commands_run(workdir):
-    for start in RUN:
+    def command(start):
         line = readme_line(start)
-        if start.startswith("glat-export saved-model"):  # the demo model's place in README
-            (workdir / "runs" / "demo" / "glat").mkdir(parents=True, exist_ok=True)
-            shutil.copy(workdir / "runs" / "x" / "best.keras",
-                        workdir / "runs" / "demo" / "glat" / "best.keras")
         done = subprocess.run(["bash", "-c", as_run(line)], cwd=workdir, capture_output=True,
                               text=True, timeout=900, stdin=subprocess.DEVNULL,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+
+    ingest, verify, fit, saved_model, tag, request, answer = RUN
+    # A user's order, with the commands that do not need each other's output side by side
+    # (tests/parallel.py): ingest and verify beside training; then what reads the model.
+    in_pairs([lambda: (command(ingest), command(verify)), partial(command, fit)])
+    (workdir / "runs" / "demo" / "glat").mkdir(parents=True, exist_ok=True)
+    shutil.copy(workdir / "runs" / "x" / "best.keras",  # the demo model's place in README
+                workdir / "runs" / "demo" / "glat" / "best.keras")
+    in_pairs([partial(command, start) for start in (saved_model, tag, request)])
+    command(answer)
     # What they wrote: shards that verify, a trained model, a SavedModel, tags, an answer.
     assert json.loads((workdir / "shards" / "manifest.json").read_text())["splits"]["train"]
     assert (workdir / "runs" / "x" / "final.keras").exists()

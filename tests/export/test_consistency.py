@@ -6,8 +6,10 @@ and the edge CLI. Each answer is compared with Keras on exactly the audio it cov
 
 import csv
 import json
+import pathlib
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from export import consistency
 from export.acceptance import TOLERANCES
 from export.consistency import answer_from, record_answer
+from tests.parallel import in_pairs
 
 pytestmark = pytest.mark.slow
 NAMES = ("alpha", "beta", "gamma", "delta")
@@ -95,18 +98,28 @@ def fresh_saved_model_path(root, name, files):
 
 
 def serving_protocol_path(root, name, files, tmp):
-    """TF Serving's REST predict body answered by export/serving_answer in a fresh process."""
-    def run(waveform, file):
-        body = tmp / "body.json"
+    """TF Serving's REST predict body answered by export/serving_answer in a fresh process
+    (one for every file: its main() per request, as tests/export/test_serving_protocol.py)."""
+    jobs = []
+    for i, file in enumerate(files.values()):
+        waveform = consistency.read_audio(file, RATE)[0]
         padded = np.pad(waveform, (0, max(0, RATE - len(waveform))))
+        body = tmp / f"body{i}.json"
         body.write_text(json.dumps({"signature_name": "serving_default",
                                     "inputs": {"waveform": [padded.tolist()]}}))
-        done = subprocess.run([sys.executable, "-m", "export.serving_answer",
-                               str(root / f"{name}_serving" / "1"), "rest", str(body),
-                               str(tmp / "response.json")], capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-        outputs = json.loads((tmp / "response.json").read_text())["outputs"]
+        jobs.append([str(root / f"{name}_serving" / "1"), "rest", str(body),
+                     str(tmp / f"response{i}.json")])
+    script = ("import json, sys\nfrom export import serving_answer\n"
+              "print(json.dumps([serving_answer.main(job) for job in json.loads(sys.argv[1])]))\n")
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1]) == [0] * len(jobs), (
+        done.stderr[-2000:])
+    answers = {file: json.loads(pathlib.Path(job[3]).read_text())["outputs"]
+               for file, job in zip(files.values(), jobs)}
+
+    def run(waveform, file):
+        outputs = answers[file]
         return [answer_from({k: np.asarray(v) for k, v in outputs.items()}, 0, len(waveform))]
     return run
 
@@ -131,22 +144,33 @@ def glat_tag_path(model_path, files, tmp, labels, *flags):
     return lambda waveform, file: by_file[str(file)]
 
 
-def edge_cli_path(folder, labels, *flags):
-    """The edge CLI's JSON lines on a file (each hop's window; the last one final)."""
-    def run(waveform, file):
-        done = subprocess.run([sys.executable, "-m", "edge_runtime.stream", "--export",
-                               str(folder), "--variant", "f32", *flags, "--input", str(file),
-                               "--offline", "--top-k", str(len(NAMES))],
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-        lines = [json.loads(line) for line in done.stdout.splitlines()]
+def edge_cli_path(folder, files, labels, *flags):
+    """The edge CLI's JSON lines on each file (each hop's window; the last one final): its
+    main() on every file's command line, in one fresh Python."""
+    argvs = [["--export", str(folder), "--variant", "f32", *flags, "--input", str(file),
+              "--offline", "--top-k", str(len(NAMES))] for file in files.values()]
+    script = ("import contextlib, io, json, sys\nfrom edge_runtime.stream import main\n"
+              "runs = []\n"
+              "for argv in json.loads(sys.argv[1]):\n"
+              "    with contextlib.redirect_stdout(io.StringIO()) as printed:\n"
+              "        code = main(argv)\n"
+              "    runs.append([code, printed.getvalue()])\n"
+              "print(json.dumps(runs))\n")
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(argvs)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = json.loads(done.stdout.splitlines()[-1])
+    by_file = {}
+    for file, (code, printed) in zip(files.values(), runs):
+        assert code == 0, (file, done.stderr[-2000:])
+        lines = [json.loads(line) for line in printed.splitlines()]
         assert lines[-1]["final"] is True
         if "--exact" not in flags:
             # The streaming mode's partial windows hear zeros before the stream began (the
             # line's span is cut to the audio heard): not an answer for that audio alone.
             lines = [line for line in lines if not line.get("partial")]
-        return [record_answer(line, labels, RATE) for line in lines]
-    return run
+        by_file[file] = [record_answer(line, labels, RATE) for line in lines]
+    return lambda waveform, file: by_file[file]
 
 
 @pytest.mark.parametrize("name", ["glat", "baseline"])
@@ -155,32 +179,45 @@ def test_every_path_gives_keras_answer_for_every_length(built, name, tmp_path):
     model = models[name]
     labels = [(n, f"/m/{n}") for n in NAMES]
     lite = root / f"{name}_lite"
-    paths = {
-        "Keras": consistency.keras_path(model),
-        "SavedModel (fresh process)": fresh_saved_model_path(root, name, files),
-        "TF Serving protocol": serving_protocol_path(root, name, files, tmp_path),
-        "LiteRT f32": consistency.litert_exact_path(lite, "f32"),
-        "Tagger .keras": consistency.tagger_path(root / f"{name}.keras"),
-        "Tagger SavedModel": consistency.tagger_path(root / f"{name}_serving"),
-        "Tagger LiteRT": consistency.tagger_path(lite),
-        **{f"glat-tag CSV ({kind})": glat_tag_path(root / path, files, tmp_path, labels)
+    # The paths answered by fresh processes, run two at a time (tests/parallel.py).
+    spawned = {
+        "SavedModel (fresh process)": partial(fresh_saved_model_path, root, name, files),
+        "TF Serving protocol": partial(serving_protocol_path, root, name, files, tmp_path),
+        **{f"glat-tag CSV ({kind})": partial(glat_tag_path, root / path, files, tmp_path, labels)
            for kind, path in ((".keras", f"{name}.keras"), ("SavedModel", f"{name}_serving"),
                               ("LiteRT", f"{name}_lite"))},
-        "edge CLI (exact)": edge_cli_path(lite, labels, "--exact"),
+        "edge CLI (exact)": partial(edge_cli_path, lite, files, labels, "--exact"),
     }
-    if name == "glat" and single is not None:
-        paths["MediaPipe f32"] = consistency.mediapipe_path(single, RATE)
     if name == "glat":
         # The streaming mode, the edge runtime's default, at a budget that scores every pick.
         from edge_runtime import ExportMetadata
         from edge_runtime.streaming import full_budget
         stream = root / "glat_stream"
         budget = str(full_budget(ExportMetadata.read(stream)))
+        spawned["glat-tag CSV (LiteRT streaming)"] = partial(
+            glat_tag_path, stream, files, tmp_path, labels, "--crop-budget", budget)
+        spawned["edge CLI (streaming)"] = partial(edge_cli_path, stream, files, labels,
+                                                  "--crop-budget", budget)
+    spawned = dict(zip(spawned, in_pairs(list(spawned.values()))))
+    paths = {
+        "Keras": consistency.keras_path(model),
+        "SavedModel (fresh process)": spawned["SavedModel (fresh process)"],
+        "TF Serving protocol": spawned["TF Serving protocol"],
+        "LiteRT f32": consistency.litert_exact_path(lite, "f32"),
+        "Tagger .keras": consistency.tagger_path(root / f"{name}.keras"),
+        "Tagger SavedModel": consistency.tagger_path(root / f"{name}_serving"),
+        "Tagger LiteRT": consistency.tagger_path(lite),
+        **{k: v for k, v in spawned.items() if k.startswith("glat-tag CSV (") and
+           "streaming" not in k},
+        "edge CLI (exact)": spawned["edge CLI (exact)"],
+    }
+    if name == "glat" and single is not None:
+        paths["MediaPipe f32"] = consistency.mediapipe_path(single, RATE)
+    if name == "glat":
         paths["Tagger LiteRT streaming"] = consistency.tagger_path(
             stream, mode="streaming", crop_budget=int(budget))
-        paths["glat-tag CSV (LiteRT streaming)"] = glat_tag_path(
-            stream, files, tmp_path, labels, "--crop-budget", budget)
-        paths["edge CLI (streaming)"] = edge_cli_path(stream, labels, "--crop-budget", budget)
+        paths["glat-tag CSV (LiteRT streaming)"] = spawned["glat-tag CSV (LiteRT streaming)"]
+        paths["edge CLI (streaming)"] = spawned["edge CLI (streaming)"]
     int8 = {}
     if name == "glat":
         int8["LiteRT int8"] = consistency.litert_exact_path(lite, "int8")

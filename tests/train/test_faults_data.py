@@ -3,6 +3,7 @@ in bounded time (a hang fails the test), or goes on with --skip-corrupt and coun
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.data_fixtures import write_tiny_shards
+from tests.parallel import in_pairs
 from tests.train.test_train import tone_clips
 
 FAULTS = ("truncated", "flipped", "zero", "missing", "other")
@@ -74,8 +76,9 @@ def damage(folder: Path, fault: str, number: int, other_shard: Path) -> Path:
     return path
 
 
-def run_cli(args, timeout=TIMEOUT, prelude="", env=None, preexec_fn=None):
-    """glat-fit as from the shell (main() reads sys.argv); (process, seconds to its end)."""
+def run_cli(args, timeout=TIMEOUT, prelude="", env=None, preexec_fn=None, case=None):
+    """glat-fit as from the shell (main() reads sys.argv); (process, seconds to its end).
+    `case`: the name its time is recorded under (default: the running test's)."""
     code = prelude + "import sys\nfrom train.fit import main\nsys.exit(main())\n"
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
@@ -84,7 +87,8 @@ def run_cli(args, timeout=TIMEOUT, prelude="", env=None, preexec_fn=None):
     seconds = time.monotonic() - started
     if os.environ.get("GLAT_FAULT_TIMES"):  # the figures of the README's fault table
         with open(os.environ["GLAT_FAULT_TIMES"], "a", encoding="utf-8") as f:
-            f.write(json.dumps({"case": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+            f.write(json.dumps({"case": case or os.environ.get("PYTEST_CURRENT_TEST",
+                                                               "").split(" ")[0],
                                 "seconds": round(seconds, 1), "rc": proc.returncode}) + "\n")
     return proc, seconds
 
@@ -105,18 +109,45 @@ def copy_set(clean: Path, tmp_path: Path) -> Path:
 CASES = [(reader, fault) for reader in ("indexed", "streaming", "eval") for fault in FAULTS]
 
 
-@pytest.mark.timeout(2 * TIMEOUT)
+def run_case(clean_sets, folder: Path, reader: str, fault: str | None):
+    """glat-fit (2 steps, an evaluation after each) on a copy of the clean set with `fault`
+    in shard 1 of the split `reader` reads, or with --skip-corrupt and every fault (one per
+    shard) when `fault` is None: (named paths, output folder, process)."""
+    root = copy_set(clean_sets["streaming" if reader == "streaming" else "indexed"], folder)
+    split = "eval" if reader == "eval" else "train"
+    if fault is None:
+        named = [damage(root / split, f, number, clean_sets["other_shard"])
+                 for number, f in enumerate(FAULTS)]
+    else:
+        named = [damage(root / split, fault, 1, clean_sets["other_shard"])]
+    out = folder / "run"
+    proc, _ = run_cli(["--train", root / "train" / "train-*.tfrecord", "--eval",
+                       root / "eval" / "eval-*.tfrecord", *TINY, "--steps", "2",
+                       "--eval-every", "1", *(["--skip-corrupt"] if fault is None else []),
+                       "--out", out], case=f"{reader}-{fault or 'skip-corrupt'}")
+    return named, out, proc
+
+
+@pytest.fixture(scope="module")
+def runs(request, clean_sets, tmp_path_factory):
+    """The run of every case this session selected, two side by side (tests/parallel.py;
+    one at a time when GLAT_FAULT_TIMES records the README's times): {(reader, fault or
+    None): run_case()}. Each is still its own glat-fit process with its own timeout."""
+    keys = list(dict.fromkeys(
+        (item.callspec.params["reader"], item.callspec.params.get("fault"))
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")))
+    jobs = [functools.partial(run_case, clean_sets, tmp_path_factory.mktemp("case"), *key)
+            for key in keys]
+    return dict(zip(keys, in_pairs(jobs, 1 if os.environ.get("GLAT_FAULT_TIMES") else 2)))
+
+
+@pytest.mark.timeout(2 * TIMEOUT * len(CASES))  # the first case waits for all the runs
 @pytest.mark.parametrize("reader,fault", [
     pytest.param(r, f, marks=[] if f in FOUND_BEFORE_STEP_0 else [pytest.mark.slow])
     for r, f in CASES])
-def test_a_damaged_shard_ends_in_one_line_naming_it(clean_sets, tmp_path, reader, fault):
-    root = copy_set(clean_sets["streaming" if reader == "streaming" else "indexed"], tmp_path)
-    split = "eval" if reader == "eval" else "train"
-    named = damage(root / split, fault, 1, clean_sets["other_shard"])
-    out = tmp_path / "run"
-    proc, _ = run_cli(["--train", root / "train" / "train-*.tfrecord", "--eval",
-                       root / "eval" / "eval-*.tfrecord", *TINY, "--steps", "2",
-                       "--eval-every", "1", "--out", out])
+def test_a_damaged_shard_ends_in_one_line_naming_it(runs, reader, fault):
+    (named,), out, proc = runs[reader, fault]
     line = error_line(proc)
     assert str(named) in line, line
     if fault in FOUND_BEFORE_STEP_0:
@@ -130,18 +161,10 @@ def test_a_damaged_shard_ends_in_one_line_naming_it(clean_sets, tmp_path, reader
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2 * TIMEOUT)
+@pytest.mark.timeout(2 * TIMEOUT * len(CASES))
 @pytest.mark.parametrize("reader", ("indexed", "streaming", "eval"))
-def test_skip_corrupt_goes_on_past_every_fault_and_counts_the_skips(clean_sets, tmp_path,
-                                                                     reader):
-    root = copy_set(clean_sets["streaming" if reader == "streaming" else "indexed"], tmp_path)
-    split = "eval" if reader == "eval" else "train"
-    named = [damage(root / split, fault, number, clean_sets["other_shard"])
-             for number, fault in enumerate(FAULTS)]
-    out = tmp_path / "run"
-    proc, _ = run_cli(["--train", root / "train" / "train-*.tfrecord", "--eval",
-                       root / "eval" / "eval-*.tfrecord", *TINY, "--steps", "2",
-                       "--eval-every", "1", "--skip-corrupt", "--out", out])
+def test_skip_corrupt_goes_on_past_every_fault_and_counts_the_skips(runs, reader):
+    named, out, proc = runs[reader, None]
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = [line for line in proc.stdout.splitlines() if "damaged records skipped" in line]
     assert counts, proc.stdout
