@@ -8,14 +8,14 @@ flag, a bad value, a missing required flag, an unknown program or a line ending 
 import argparse
 import contextlib
 import importlib
-import importlib.util
 import io
 import json
-import pathlib
 import re
 import shlex
 
 import pytest
+
+from tests.harness import bench_module
 from tests.paths import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -33,14 +33,8 @@ def _module_main(name):
     return lambda argv: importlib.import_module(name).main(argv)
 
 
-def _script_main(path):
-    def run(argv):
-        spec = importlib.util.spec_from_file_location(f"readme_{pathlib.Path(path).stem}",
-                                                      ROOT / path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.main(argv)
-    return run
+def _bench_main(name):
+    return lambda argv: bench_module(name).main(argv)
 
 
 def _fit(argv):
@@ -72,7 +66,7 @@ PROGRAMS = {
     "python -m edge_runtime.stream": _module_main("edge_runtime.stream"),
     "python -m glat_tf.data.synthetic": _module_main("glat_tf.data.synthetic"),
     "python -m glat_tf.convert.panns": _module_main("glat_tf.convert.panns"),
-    **{f"python bench/{p.name}": _script_main(f"bench/{p.name}")
+    **{f"python bench/{p.name}": _bench_main(p.stem)
        for p in (ROOT / "bench").glob("*.py")},
 }
 
