@@ -8,7 +8,7 @@ fixed audio set (export/consistency.py), for a GL-AT model and its baseline.
 Exports each model (SavedModel; LiteRT f32 and int8; for GL-AT the single-file model for
 MediaPipe when the extra is installed) into --out, reusing what is there, and writes
 results/consistency.{json,md}. The fresh-process paths (SavedModel in a new Python, TF
-Serving's protocol, glat-tag's CSV, the edge CLI) are in tests/test_consistency.py.
+Serving's protocol, glat-tag's CSV, the edge CLI) are in tests/export/test_consistency.py.
 """
 
 from __future__ import annotations

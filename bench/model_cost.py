@@ -90,7 +90,7 @@ def multiply_adds(model, samples: int) -> dict:
         spec = tf.TensorSpec(window.shape, tf.float32)
         out["local"] = float_ops(lambda f: model.local_head(f), spec) // 2
     else:
-        crops = tf.TensorSpec([model.n_clips, model.window], tf.float32)
+        crops = tf.TensorSpec([model.n_clips, model.crop_samples], tf.float32)
         out["local"] = float_ops(lambda c: model.local_stage(c), crops) // 2
     return out
 

@@ -6,7 +6,7 @@
 Each figure sits in README.md between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`, and
 that text is exactly what BLOCKS[NAME] renders from its JSON: a re-run benchmark changes the
 README through this script only, so no figure is typed by hand. JSON and text only (no
-TensorFlow): tests/test_bench_numbers_new.py runs the check in well under a second.
+TensorFlow): tests/bench/test_readme_numbers.py runs the check in well under a second.
 """
 
 from __future__ import annotations

@@ -55,9 +55,9 @@ def keras_outputs(model, waveforms: np.ndarray, batch: int = 8) -> dict[str, np.
     for start in range(0, len(waveforms), batch):
         clips = np.asarray(waveforms[start:start + batch], np.float32)
         out = {k: np.asarray(v) for k, v in model(clips, training=False).items()}
-        crops = np.stack([glue.cut_crops(w, row, model.window)
+        crops = np.stack([glue.cut_crops(w, row, model.crop_samples)
                           for w, row in zip(clips, out["clip_starts"])])  # (batch, N, crop)
-        logits = model.local_backbone(crops.reshape(-1, model.window), training=False)
+        logits = model.local_backbone(crops.reshape(-1, model.crop_samples), training=False)
         out["per_crop"] = tf.sigmoid(logits["clipwise_logits"]).numpy().reshape(
             len(clips), model.n_clips, -1)  # (batch, N, L)
         parts.append({k: out[k] for k in (*SCORES, "clip_starts", "selected_classes",

@@ -19,7 +19,7 @@ def stream_inputs(model, stream: str, clips: np.ndarray) -> list[np.ndarray]:
         batch = clips[start:start + 16]
         starts = model.global_stage(tf.constant(batch))["clip_starts"].numpy()  # (batch, N)
         for clip, row in zip(batch, starts):
-            inputs.append(glue.cut_crops(clip, row, model.window))
+            inputs.append(glue.cut_crops(clip, row, model.crop_samples))
     return inputs
 
 

@@ -71,7 +71,7 @@ def whole_pass(model):
     """waveform (1, window) -> the heads of OUTPUTS: GlatModel's own call (global stage,
     local stage on the clips it picks, fusion) on the waveform without its zero padding."""
     def serve(waveform):
-        out = model(without_padding(waveform, model.window), training=False)
+        out = model(without_padding(waveform, model.crop_samples), training=False)
         return {"fused": out["fused"], "global": out["global"], "local": out["local"],
                 "clip_start_seconds": clip_start_seconds(out, model.num_classes,
                                                          model.sample_rate)}

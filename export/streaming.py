@@ -96,7 +96,7 @@ def plan(model, window_samples: int, advance_seconds: float = DEFAULT_ADVANCE_SE
     left, right = max(m[0] for m in margins), max(m[1] for m in margins)
     advance = max(1, math.ceil(advance_seconds * model.sample_rate / stride))
     window_features = _features(g, np.zeros(window_samples, np.float32)).shape[0]
-    crop_features = _features(l, np.zeros(model.window, np.float32)).shape[0]
+    crop_features = _features(l, np.zeros(model.crop_samples, np.float32)).shape[0]
     if crop_features > window_features:
         raise NotStreamable(f"a crop of {crop_features} features does not fit the window's "
                             f"{window_features}")
@@ -104,7 +104,7 @@ def plan(model, window_samples: int, advance_seconds: float = DEFAULT_ADVANCE_SE
              "clean_left": left, "clean_right": right, "window_features": window_features,
              "crop_features": crop_features,
              "channels": int(_features(g, np.zeros(stride * 4, np.float32)).shape[-1])}
-    return {**facts, **edges(l, model.window, facts), **global_edge(g, facts)}
+    return {**facts, **edges(l, model.crop_samples, facts), **global_edge(g, facts)}
 
 
 def global_edge(backbone, facts: dict, seed: int = 2) -> dict:
@@ -177,7 +177,7 @@ def parts(model, facts: dict) -> dict:
         "local_head": (stage_outputs(model.local_head, LOCAL_OUTPUTS), [tf.TensorSpec(
             [model.n_clips, facts["crop_features"], channels], tf.float32, name="features")], l),
         "local_crop": (stage_outputs(model.local_stage, LOCAL_OUTPUTS), [tf.TensorSpec(
-            [1, model.window], tf.float32, name="crops")], l),
+            [1, model.crop_samples], tf.float32, name="crops")], l),
         **({"global_edge": (lambda w: {"features": model.branch_features("global", w)},
                             [tf.TensorSpec([1, facts["global_edge_samples"]], tf.float32,
                                            name="waveform")], g)}

@@ -48,7 +48,7 @@ def stream_signature(model, stream: str, window_samples: int) -> list[tf.TensorS
     # N crops stay static (a dynamic batch brings about 20 shape ops into the graph).
     if stream == "global":
         return [tf.TensorSpec([1, None], tf.float32, name="waveform")]
-    return [tf.TensorSpec([model.n_clips, model.window], tf.float32, name="crops")]
+    return [tf.TensorSpec([model.n_clips, model.crop_samples], tf.float32, name="crops")]
 
 
 def convert_variants(model, stream: str, variants, window_samples: int,

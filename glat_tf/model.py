@@ -160,9 +160,7 @@ class GlatModel(TaggingModel):
     @property
     def crop_samples(self) -> int:
         """Samples of one tau-second crop (TaggingModel's fact)."""
-        return self.select.window
-
-    window = crop_samples  # its older name, still read by the stages and the streaming export
+        return self.select.crop_samples
 
     def branch_backbone(self, branch: str) -> Backbone:
         if branch not in BRANCHES:
@@ -172,9 +170,9 @@ class GlatModel(TaggingModel):
     def build(self, input_shape):
         self.select.check_inputs(tuple(input_shape), self.num_classes)
         # A concrete forward pass creates every variable (needed before loading weights).
-        samples = input_shape[1] if input_shape[1] is not None else self.window
+        samples = input_shape[1] if input_shape[1] is not None else self.crop_samples
         self.global_backbone(tf.zeros([1, samples]), training=False)
-        self.local_backbone(tf.zeros([1, self.window]), training=False)
+        self.local_backbone(tf.zeros([1, self.crop_samples]), training=False)
         self.built = True
 
     # ---- the stages
@@ -219,7 +217,7 @@ class GlatModel(TaggingModel):
         frames = tf.shape(features)[1]
         stride = tf.cast(num_samples, tf.float32) / tf.cast(frames, tf.float32)  # samples/frame
         # floor: as many frames as a pass on the crop itself gives (pooling floors too)
-        width = tf.maximum(1, tf.cast(tf.floor(self.window / stride), tf.int32))
+        width = tf.maximum(1, tf.cast(tf.floor(self.crop_samples / stride), tf.int32))
         width = tf.minimum(width, frames)
         first = tf.cast(tf.round(tf.cast(starts, tf.float32) / stride), tf.int32)
         first = tf.clip_by_value(first, 0, frames - width)  # (batch, N)
@@ -232,7 +230,7 @@ class GlatModel(TaggingModel):
         features = self.branch_features("global", waveform, training)  # (batch, F, C)
         out = self.global_head(features, training)
         _, starts, classes = self.select(waveform, out["global"], out["framewise"])
-        local = self.local_head(self.window_features(features, starts, tf.shape(waveform)[1]),
+        local = self.local_head(self.crop_samples_features(features, starts, tf.shape(waveform)[1]),
                                 training)
         per_clip = tf.reshape(local["per_clip"],
                               [tf.shape(waveform)[0], self.n_clips, self.num_classes])
@@ -246,7 +244,7 @@ class GlatModel(TaggingModel):
         if self.reuse_features:
             return self.reused_pass(waveform, training)
         out = self.global_stage(waveform, training=training and self.loss_mode == "joint")
-        crops = tf.reshape(out.pop("crops"), [-1, self.window])  # (batch * N, window)
+        crops = tf.reshape(out.pop("crops"), [-1, self.crop_samples])  # (batch * N, crop_samples)
         per_clip = tf.reshape(self.local_stage(crops, training)["per_clip"],
                               [tf.shape(waveform)[0], self.n_clips, self.num_classes])
         return {**out, **self.fuse(out["global"], per_clip), "per_clip": per_clip}

@@ -5,12 +5,10 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import pathlib  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-DATA = pathlib.Path(__file__).parent / "data"
+from tests.paths import DATA  # noqa: E402,F401 (fixtures and helpers read it here)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).parent / "data"
+from tests.paths import DATA
 R9_WAV = DATA / "R9_ZSCveAHg_7s.wav"
 R9_MP3 = DATA / "R9_ZSCveAHg_7s.mp3"
 

@@ -8,7 +8,7 @@ import datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from limits import run_limited
+from tests.limits import run_limited
 
 # Derandomized and without an example database: CI runs the same examples every time.
 FUZZ = settings(max_examples=150, deadline=datetime.timedelta(seconds=3), derandomize=True,

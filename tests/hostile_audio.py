@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import soundfile as sf
 
-from conftest import DATA
+from tests.conftest import DATA
 
 
 def encoded(fmt: str, subtype: str | None = None, rate=16000, channels=1, seconds=0.05) -> bytes:

@@ -9,8 +9,9 @@ compute, random crops (rows: train/variants.py), on the demo set or any AudioSet
 Each run is a `glat-fit` process (resumable: a finished run is kept, an interrupted one
 continues) that evaluates its final step; with strong labels every run also gets `glat-eval
 --strong-labels` for mAP by event duration. Every row's training cost per step is measured by
-bench/train_throughput.py on this preset, N and tau; the compute-matched baseline trains
-steps x GL-AT's ratio. Writes <results>/demo_results.{json,md} and map_vs_compute.png.
+train/throughput.py (bench/train_throughput.py's measurement) on this preset, N and tau; the
+compute-matched baseline trains steps x GL-AT's ratio. Writes <results>/demo_results.{json,md}
+and map_vs_compute.png.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import time
 import zlib
 
-from train import plots, report
+from train import plots, report, throughput
 from train.demo import flags, load_config
 from train.run import final_eval
 from train.variants import row_specs
@@ -51,20 +52,20 @@ TRAINED: list = []  # run folders this invocation trained (the others were finis
 
 
 def measure_costs(config: dict) -> dict:
-    """Every row's training cost per step, measured by bench/train_throughput.py for this
-    preset, batch, N and tau (cached beside the runs under a name of those settings)."""
+    """Every row's training cost per step, measured by train/throughput.py (as
+    bench/train_throughput.py) for this preset, batch, N and tau (cached beside the runs
+    under a name of those settings)."""
     settings = json.dumps([config["backbone"], config.get("backbone_kwargs", {}),
                            config["batch_size"], config["n_clips"], config["tau"],
                            config["num_classes"]], sort_keys=True)
     out = os.path.join(config["out"], f"train_throughput-{zlib.crc32(settings.encode()):08x}.json")
     if not os.path.exists(out):
-        bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "bench", "train_throughput.py")
-        subprocess.run([sys.executable, bench, "--backbone", config["backbone"],
-                        "--backbone-kwargs", json.dumps(config.get("backbone_kwargs", {})),
-                        "--batch-size", str(config["batch_size"]),
-                        "--n-clips", str(config["n_clips"]), "--tau", str(config["tau"]),
-                        "--num-classes", str(config["num_classes"]), "--out", out], check=True)
+        result = throughput.measure(config["backbone"], config.get("backbone_kwargs", {}),
+                                    config["batch_size"], n_clips=config["n_clips"],
+                                    tau=config["tau"], num_classes=config["num_classes"])
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
     with open(out, encoding="utf-8") as f:
         return json.load(f)
 

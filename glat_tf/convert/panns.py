@@ -193,7 +193,7 @@ def import_into_glat(glat_model, state_dict, streams=("global", "local"), strict
     if unknown:
         raise ValueError(f"streams must be 'global' and/or 'local', got {sorted(unknown)}")
     if not glat_model.built:
-        glat_model.build((None, glat_model.window))
+        glat_model.build((None, glat_model.crop_samples))
     return {stream: import_into_backbone(getattr(glat_model, f"{stream}_backbone"), state_dict,
                                          strict=strict) for stream in streams}
 
@@ -232,7 +232,7 @@ def glat_from_state(state_dict, arch=None, n_clips=DEFAULT_N_CLIPS, tau=DEFAULT_
     model = GlatModel(backbone=backbone, share_weights=True, n_clips=n_clips, tau=tau,
                       class_names=labels.names if labels else (),
                       class_mids=labels.mids if labels else ())
-    model.build((None, model.window))
+    model.build((None, model.crop_samples))
     return model, report
 
 
