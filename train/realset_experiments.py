@@ -31,7 +31,8 @@ ONE_THREAD = ("import sys, tensorflow as tf; tf.config.threading.set_intra_op_pa
               "(1); tf.config.threading.set_inter_op_parallelism_threads(1); from {module} import "
               "main; sys.exit(main(sys.argv[1:]))")
 SAME_COST = 0.03  # a variant within 3 % of the baseline's CPU-seconds is matched by it
-MATCHED = ("glat_reuse", "glat_zoom", "glat_shared")  # baselines matched to these CPU-seconds
+# Baselines are matched to these variants' training CPU-seconds.
+MATCHED = ("glat_reuse", "glat_zoom", "glat_shared", "glat_reuse_short")
 
 
 def one_thread(module: str, argv: list, log) -> None:
@@ -73,6 +74,20 @@ def run_one(fit: dict, run_dir: str, data: dict, measure_cost: bool) -> dict:
     return out
 
 
+def previous_runs(path: str | None) -> tuple[dict, dict, str | None]:
+    """({name: {seed: run}}, {name: {seed: steps}}, command) recorded in an earlier
+    realset_results.json, so a session without those run folders adds rows and seeds to
+    the table instead of retraining it; ({}, {}, None) without a path."""
+    if not path:
+        return {}, {}, None
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    runs = {n: {int(s): r for s, r in v.items() if "eval" in r} for n, v in old["runs"].items()}
+    steps = {n: {int(s): k for s, k in v.items() if int(s) in runs.get(n, {})}
+             for n, v in old["steps"].items()}
+    return runs, steps, old.get("command")
+
+
 def matched_steps(runs: dict, name: str, seed: int, steps: int) -> int:
     """Baseline steps costing what `name` spent: its CPU-seconds / the baseline's per step."""
     glat, base = runs[name][seed]["cpu"], runs["baseline"][seed]["cpu"]
@@ -90,6 +105,8 @@ def main(argv=None) -> int:
                         help="also train baseline_long and glat_reuse_long this long (0: no)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: tabulate the finished runs of these seeds and rows")
+    parser.add_argument("--previous", help="an earlier realset_results.json: its runs are kept "
+                        "and not retrained (unless their folder under --out exists)")
     parser.add_argument("--out", default="runs/realset")
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
@@ -109,9 +126,16 @@ def main(argv=None) -> int:
                                                                    for n in MATCHED]
     if args.long_steps:
         chosen += ["baseline_long", "glat_reuse_long"]
-    start, runs, steps = time.perf_counter(), {}, {}
+    try:
+        runs, steps, command = previous_runs(args.previous)
+    except (OSError, ValueError, KeyError) as err:
+        parser.error(f"--previous {args.previous}: {err}")
+    start = time.perf_counter()
     for seed in seeds:
         for name in chosen:
+            run_dir = os.path.join(args.out, name, f"seed{seed}")
+            if seed in runs.get(name, {}) and not os.path.exists(run_dir):
+                continue  # recorded in --previous
             if name.startswith("baseline_matched_"):
                 target = "glat_" + name.removeprefix("baseline_matched_")
                 if target not in runs or seed not in runs[target]:
@@ -132,7 +156,6 @@ def main(argv=None) -> int:
             else:
                 fit = {**config, **specs[name]}
             fit["seed"] = seed
-            run_dir = os.path.join(args.out, name, f"seed{seed}")
             if args.report_only and not os.path.exists(os.path.join(run_dir, "eval",
                                                                     "summary.json")):
                 continue
@@ -145,20 +168,23 @@ def main(argv=None) -> int:
                   f"{result['cpu']['train_cpu_seconds']:.0f} train CPU-s, best val at step "
                   f"{result['best']['step']}): eval mAP {maps} "
                   f"({time.perf_counter() - t0:.0f} s wall)", flush=True)
-            write_results(args, config, seeds, runs, steps, start)
+            write_results(args, config, seeds, runs, steps, start, command)
+    if not any(r for r in runs.values()):
+        return 0
+    write_results(args, config, seeds, runs, steps, start, command)
     return 0
 
 
-def write_results(args, config, seeds, runs, steps, start) -> None:
+def write_results(args, config, seeds, runs, steps, start, command=None) -> None:
     from train.realset_report import write
+    seeds = sorted({s for per_seed in runs.values() for s in per_seed} | set(seeds))
     write(args.results, {"config": config, "seeds": seeds, "steps": steps, "out": args.out,
                          "minutes": (time.perf_counter() - start) / 60,
                          "runs": {n: {str(s): r for s, r in v.items()} for n, v in runs.items()},
-                         "command": "python bench/realset.py --out realset && nice -n 10 "
-                                    "python -m train.realset_experiments --data realset "
-                                    f"--seeds {args.seeds}" + (
-                                        f" --long-steps {args.long_steps}"
-                                        if args.long_steps else "")})
+                         "command": command or (
+                             "python bench/realset.py --out realset && nice -n 10 python -m "
+                             f"train.realset_experiments --data realset --seeds {args.seeds}"
+                             + (f" --long-steps {args.long_steps}" if args.long_steps else ""))})
 
 
 if __name__ == "__main__":
