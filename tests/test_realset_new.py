@@ -65,3 +65,13 @@ def test_round3_rows():
     assert (short["n_clips"], short["tau"], short["reuse_features"]) == (5, 1.0, True)
     assert control == {**short, "selection": "random"}
     assert "glat_reuse_short" in realset_experiments.MATCHED
+
+
+def test_matched_steps_compare_runs_of_one_session():
+    runs = {"baseline": {0: recorded_run(0.2, 50.0), 1: recorded_run(0.2, 50.0)},
+            "glat_x": {0: recorded_run(0.2, 75.0), 1: recorded_run(0.2, 150.0)}}
+    matched = realset_experiments.matched_steps
+    assert matched(runs, "glat_x", 1, 300) == 900  # both recorded earlier: this seed's pair
+    # glat_x seed 1 measured now (a loaded machine), its baseline earlier: seed 0's ratio.
+    assert matched(runs, "glat_x", 1, 300, fresh={("glat_x", 1)}) == 450
+    assert matched(runs, "glat_x", 0, 300, fresh={("glat_x", 0), ("glat_x", 1)}) is None

@@ -88,9 +88,19 @@ def previous_runs(path: str | None) -> tuple[dict, dict, str | None]:
     return runs, steps, old.get("command")
 
 
-def matched_steps(runs: dict, name: str, seed: int, steps: int) -> int:
-    """Baseline steps costing what `name` spent: its CPU-seconds / the baseline's per step."""
-    glat, base = runs[name][seed]["cpu"], runs["baseline"][seed]["cpu"]
+def matched_steps(runs: dict, name: str, seed: int, steps: int, fresh=frozenset()) -> int:
+    """Baseline steps costing what `name` spent: its CPU-seconds / the baseline's per step,
+    from two runs measured in the same session (both in `fresh`, the runs trained now, or
+    both recorded in --previous): CPU-seconds grow with the machine's load (the same seeded
+    baseline run measured 54 and 75 CPU-s in two sessions), so a ratio across sessions
+    measures the load. This seed's pair if it qualifies, else the first seed's that does;
+    None when no pair does."""
+    def same_session(s):
+        return s in runs["baseline"] and ((name, s) in fresh) == (("baseline", s) in fresh)
+    pair = next((s for s in [seed, *sorted(runs[name])] if same_session(s)), None)
+    if pair is None:
+        return None
+    glat, base = runs[name][pair]["cpu"], runs["baseline"][pair]["cpu"]
     return int(round(steps * glat["train_cpu_seconds"] / base["train_cpu_seconds"]))
 
 
@@ -130,7 +140,7 @@ def main(argv=None) -> int:
         runs, steps, command = previous_runs(args.previous)
     except (OSError, ValueError, KeyError) as err:
         parser.error(f"--previous {args.previous}: {err}")
-    start = time.perf_counter()
+    start, fresh = time.perf_counter(), set()
     for seed in seeds:
         for name in chosen:
             run_dir = os.path.join(args.out, name, f"seed{seed}")
@@ -141,7 +151,11 @@ def main(argv=None) -> int:
                 if target not in runs or seed not in runs[target]:
                     continue
                 fit = {**config, "backbone_only": True,
-                       "steps": matched_steps(runs, target, seed, config["steps"])}
+                       "steps": matched_steps(runs, target, seed, config["steps"], fresh)}
+                if fit["steps"] is None:
+                    print(f"seed {seed} {name}: no {target} run measured in the same session "
+                          "as a baseline run: not trained", flush=True)
+                    continue
                 if abs(fit["steps"] - config["steps"]) <= SAME_COST * config["steps"]:
                     # The variant cost what the baseline did: its matched baseline is that run.
                     runs.setdefault(name, {})[seed] = runs["baseline"][seed]
@@ -162,6 +176,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             result = run_one(fit, run_dir, data, measure_cost=seed == seeds[0])
             runs.setdefault(name, {})[seed] = result
+            fresh.add((name, seed))
             steps.setdefault(name, {})[seed] = fit["steps"]
             maps = ", ".join(f"{s} {v['mAP']:.3f}" for s, v in result["eval"].items())
             print(f"seed {seed} {name} ({fit['steps']} steps, "
