@@ -11,7 +11,8 @@ earlier session's runs whose folders are gone (rows and seeds are added, not ret
 Every run is one glat-fit process at a time on one TensorFlow thread (train/timed_fit.py
 measures its training CPU-seconds), keeps the checkpoint with the best val mAP (val: clips
 mixed from the train recordings) and is scored on eval with glat-eval --strong-labels.
-Inference cost per clip (ms at batch 1 on one thread, multiply-adds) is measured on each row's seed-0 model by bench/model_cost.py.
+Inference cost per clip (ms at batch 1 on one thread, multiply-adds) is measured on each
+row's seed-0 model by bench/model_cost.py.
 Writes <results>/realset_results.{json,md} and realset_map_vs_{train_cpu,inference}.png.
 """
 
