@@ -68,10 +68,17 @@ def test_round3_rows():
 
 
 def test_matched_steps_compare_runs_of_one_session():
-    runs = {"baseline": {0: recorded_run(0.2, 50.0), 1: recorded_run(0.2, 50.0)},
-            "glat_x": {0: recorded_run(0.2, 75.0), 1: recorded_run(0.2, 150.0)}}
+    def run(cpu, session):
+        return {**recorded_run(0.2, cpu), "session": session}
+    runs = {"baseline": {0: run(50.0, "a"), 1: run(50.0, "a")},
+            "glat_x": {0: run(75.0, "a"), 1: run(150.0, "a")}}
     matched = realset_experiments.matched_steps
-    assert matched(runs, "glat_x", 1, 300) == 900  # both recorded earlier: this seed's pair
-    # glat_x seed 1 measured now (a loaded machine), its baseline earlier: seed 0's ratio.
-    assert matched(runs, "glat_x", 1, 300, fresh={("glat_x", 1)}) == 450
-    assert matched(runs, "glat_x", 0, 300, fresh={("glat_x", 0), ("glat_x", 1)}) is None
+    assert matched(runs, "glat_x", 1, 300) == 900  # one session: this seed's pair
+    # glat_x seed 1 measured in a later session (a loaded machine): seed 0's ratio.
+    runs["glat_x"][1]["session"] = "b"
+    assert matched(runs, "glat_x", 1, 300) == 450
+    runs["glat_x"][0]["session"] = "b"
+    assert matched(runs, "glat_x", 0, 300) is None
+    # Runs recorded without a session pair with none.
+    runs = {n: {s: recorded_run(0.2, 50.0) for s in (0, 1)} for n in ("baseline", "glat_x")}
+    assert matched(runs, "glat_x", 0, 300) is None

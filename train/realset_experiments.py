@@ -4,8 +4,8 @@
     nice -n 10 python -m train.realset_experiments --data realset --seeds 0,1,2
 
 Rows: train/variants.py realset_rows, plus for each GL-AT variant a baseline trained for as
-many CPU-seconds as that variant spent (its steps from the two runs' measured CPU-seconds per
-step on the same seed), and with --long a baseline and the reuse variant trained --long-steps
+many CPU-seconds as that variant spent (its steps from the CPU-seconds per step of a variant
+run and a baseline run of one session: each run records its session), and with --long a baseline and the reuse variant trained --long-steps
 (early stopping on val: "both trained to their best"). --previous <results json> keeps an
 earlier session's runs whose folders are gone (rows and seeds are added, not retrained).
 Every run is one glat-fit process at a time on one TensorFlow thread (train/timed_fit.py
@@ -90,15 +90,16 @@ def previous_runs(path: str | None) -> tuple[dict, dict, str | None]:
     return runs, steps, old.get("command")
 
 
-def matched_steps(runs: dict, name: str, seed: int, steps: int, fresh=frozenset()) -> int:
+def matched_steps(runs: dict, name: str, seed: int, steps: int) -> int:
     """Baseline steps costing what `name` spent: its CPU-seconds / the baseline's per step,
-    from two runs measured in the same session (both in `fresh`, the runs trained now, or
-    both recorded in --previous): CPU-seconds grow with the machine's load (the same seeded
-    baseline run measured 54 and 75 CPU-s in two sessions), so a ratio across sessions
-    measures the load. This seed's pair if it qualifies, else the first seed's that does;
-    None when no pair does."""
+    from two runs measured in the same session (equal "session" fields; a run without one
+    pairs with none): CPU-seconds grow with the machine's load (the same seeded baseline run
+    measured 54 and 75 CPU-s in two sessions), so a ratio across sessions measures the load.
+    This seed's pair if it qualifies, else the first seed's that does; None when no pair does."""
     def same_session(s):
-        return s in runs["baseline"] and ((name, s) in fresh) == (("baseline", s) in fresh)
+        session = runs[name][s].get("session")
+        return (s in runs["baseline"] and session is not None
+                and session == runs["baseline"][s].get("session"))
     pair = next((s for s in [seed, *sorted(runs[name])] if same_session(s)), None)
     if pair is None:
         return None
@@ -142,7 +143,8 @@ def main(argv=None) -> int:
         runs, steps, command = previous_runs(args.previous)
     except (OSError, ValueError, KeyError) as err:
         parser.error(f"--previous {args.previous}: {err}")
-    start, fresh = time.perf_counter(), set()
+    start = time.perf_counter()
+    session = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     for seed in seeds:
         for name in chosen:
             run_dir = os.path.join(args.out, name, f"seed{seed}")
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
                 if target not in runs or seed not in runs[target]:
                     continue
                 fit = {**config, "backbone_only": True,
-                       "steps": matched_steps(runs, target, seed, config["steps"], fresh)}
+                       "steps": matched_steps(runs, target, seed, config["steps"])}
                 if fit["steps"] is None:
                     print(f"seed {seed} {name}: no {target} run measured in the same session "
                           "as a baseline run: not trained", flush=True)
@@ -176,9 +178,12 @@ def main(argv=None) -> int:
                                                                     "summary.json")):
                 continue
             t0 = time.perf_counter()
+            # Trained whole in this session, or partly (resumed) or wholly before it.
+            started = any(os.path.exists(os.path.join(run_dir, f))
+                          for f in ("final.keras", "checkpoints"))
             result = run_one(fit, run_dir, data, measure_cost=seed == seeds[0])
+            result["session"] = f"earlier: {run_dir}" if started else session
             runs.setdefault(name, {})[seed] = result
-            fresh.add((name, seed))
             steps.setdefault(name, {})[seed] = fit["steps"]
             maps = ", ".join(f"{s} {v['mAP']:.3f}" for s, v in result["eval"].items())
             print(f"seed {seed} {name} ({fit['steps']} steps, "
