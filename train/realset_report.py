@@ -109,7 +109,9 @@ def markdown(rows: list, result: dict) -> str:
               "mAP of the checkpoint with the best val mAP, on eval (recordings never used in "
               "train or val); short/medium/long: classes by median event duration "
               "(< 0.5 s, > 2 s). Train CPU-s: measured in each run (time.process_time, one "
-              "TensorFlow thread, evaluations excluded). Inference: seed-0 model, batch 1, one "
+              "TensorFlow thread, evaluations excluded; it grows with the machine's load, so it "
+              "compares only within a session: each run's 'session' in the JSON, its log in "
+              "realset_runs.log). Inference: seed-0 model, batch 1, one "
               "thread, median of rounds timing every row's model in turn; multiply-adds from "
               "TensorFlow's profiler (float ops / 2, the STFT not counted).",
               "", f"Command: `{result['command']}`"]
