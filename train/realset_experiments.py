@@ -5,8 +5,9 @@
 
 Rows: train/variants.py realset_rows, plus for each GL-AT variant a baseline trained for as
 many CPU-seconds as that variant spent (its steps from the CPU-seconds per step of a variant
-run and a baseline run of one session: each run records its session), and with --long a baseline and the reuse variant trained --long-steps
-(early stopping on val: "both trained to their best"). --previous <results json> keeps an
+run and a baseline run of one session: each run records its session), and with --long a
+baseline and the reuse variant trained --long-steps (early stopping on val: "both trained to
+their best"). --previous <results json> keeps an
 earlier session's runs whose folders are gone (rows and seeds are added, not retrained).
 Every run is one glat-fit process at a time on one TensorFlow thread (train/timed_fit.py
 measures its training CPU-seconds), keeps the checkpoint with the best val mAP (val: clips
