@@ -10,14 +10,18 @@ import numpy as np
 
 LABELS = {
     "baseline": "baseline (CNN, equal steps)",
+    "baseline_narrow": "baseline, 28 mel bins (zoom-in's inference cost)",
     "glat_reuse": "GL-AT reused features",
     "glat_reuse_random": "GL-AT reused features, random windows",
     "glat_zoom": "GL-AT zoom-in",
     "glat_zoom_random": "GL-AT zoom-in, random windows",
     "glat_shared": "GL-AT shared weights (crop pass)",
     "glat_shared_random": "GL-AT shared weights, random windows",
+    "glat_reuse_short": "GL-AT reused features, N=5 x 1 s",
+    "glat_reuse_short_random": "GL-AT reused features, N=5 x 1 s, random windows",
     "baseline_matched_reuse": "baseline, train CPU of reused features",
     "baseline_matched_zoom": "baseline, train CPU of zoom-in",
+    "baseline_matched_reuse_short": "baseline, train CPU of reused features N=5 x 1 s",
     "baseline_matched_shared": "baseline, train CPU of shared weights",
     "baseline_long": "baseline, long run (best on val)",
     "glat_reuse_long": "GL-AT reused features, long run (best on val)",
@@ -99,12 +103,15 @@ def markdown(rows: list, result: dict) -> str:
                      + " | ".join(cells(r)) + " |")
     c = result["config"]
     lines += ["", f"{c['backbone']} {c['backbone_kwargs']}, batch {c['batch_size']}, lr "
-              f"{c['lr']}, N={c['n_clips']}, tau={c['tau']} s (zoom-in: N=2, tau=1 s); "
+              f"{c['lr']}, N={c['n_clips']}, tau={c['tau']} s (zoom-in: N=2, tau=1 s; "
+              "'N=5 x 1 s': N=5, tau=1 s); "
               f"mean +- std over seeds {result['seeds']} (column 'seeds': how many finished). "
               "mAP of the checkpoint with the best val mAP, on eval (recordings never used in "
               "train or val); short/medium/long: classes by median event duration "
               "(< 0.5 s, > 2 s). Train CPU-s: measured in each run (time.process_time, one "
-              "TensorFlow thread, evaluations excluded). Inference: seed-0 model, batch 1, one "
+              "TensorFlow thread, evaluations excluded; it grows with the machine's load, so it "
+              "compares only within a session: each run's 'session' in the JSON, its log in "
+              "realset_runs.log). Inference: seed-0 model, batch 1, one "
               "thread, median of rounds timing every row's model in turn; multiply-adds from "
               "TensorFlow's profiler (float ops / 2, the STFT not counted).",
               "", f"Command: `{result['command']}`"]
