@@ -11,6 +11,7 @@ import numpy as np
 LABELS = {
     "baseline": "baseline (CNN, equal steps)",
     "baseline_narrow": "baseline, 28 mel bins (zoom-in's inference cost)",
+    "baseline_wide": "baseline, 52 mel bins (shared weights' inference cost)",
     "glat_reuse": "GL-AT reused features",
     "glat_reuse_random": "GL-AT reused features, random windows",
     "glat_zoom": "GL-AT zoom-in",
