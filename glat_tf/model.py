@@ -230,7 +230,7 @@ class GlatModel(TaggingModel):
         features = self.branch_features("global", waveform, training)  # (batch, F, C)
         out = self.global_head(features, training)
         _, starts, classes = self.select(waveform, out["global"], out["framewise"])
-        local = self.local_head(self.crop_samples_features(features, starts, tf.shape(waveform)[1]),
+        local = self.local_head(self.window_features(features, starts, tf.shape(waveform)[1]),
                                 training)
         per_clip = tf.reshape(local["per_clip"],
                               [tf.shape(waveform)[0], self.n_clips, self.num_classes])
