@@ -54,9 +54,9 @@ def convert_saved_model(path, *, optimizations=(), representative_dataset=None, 
     `float_scopes` (name scopes such as "frontend") and `float_ops` (LiteRT op names)
     stay float in a quantized conversion: with a representative dataset through the
     selective quantizer's deny lists (with `float_outputs` also the ops writing the
-    signature's outputs: they carry the output's name, not their scope's), otherwise (float16, dynamic range) by putting the
-    float32 constants of the plain conversion `reference` (made here if not given)
-    back into those ops.
+    signature's outputs: they carry the output's name, not their scope's), otherwise
+    (float16, dynamic range) by putting the float32 constants of the plain conversion
+    `reference` (made here if not given) back into those ops.
     """
     keep_float = bool(float_scopes or float_ops) and bool(optimizations)
     if keep_float and reference is None:

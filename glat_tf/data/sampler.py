@@ -110,7 +110,7 @@ def _read_records(index: RecordIndex):
         for clip in clips:
             path = index.files[index.file_of[clip]]
             offset, length = int(index.offset[clip]), int(index.length[clip])
-            # One ranged read and a CRC check: 0.1 ms CPU per 640 KB clip here. TF's
+            # One ranged read and the CRC checks: about 0.1 ms CPU per 640 KB clip here. TF's
             # RandomRecordReader took 0.5 ms reused and 2.8 ms opened anew, which at
             # AudioSet's thousands of shards is nearly every read (3x the sampler's cost).
             try:

@@ -77,3 +77,25 @@ def test_a_damaged_record_is_named_or_skipped(tmp_path):
     before = pipeline.DAMAGE.skipped
     clips = _drawn_clips(pattern, 100, skip_corrupt=True)
     assert 5 not in clips and pipeline.DAMAGE.skipped > before  # clip 5 is that record
+
+
+def test_a_ranged_read_checks_both_crcs_as_tensorflow_does(tmp_path):
+    """unframe() accepts what TensorFlow's writer framed and names each kind of damage."""
+    import tensorflow as tf
+
+    from glat_tf.data.sampler import unframe
+    path = tmp_path / "one.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(b"a record's bytes")
+    framed = path.read_bytes()
+    assert unframe(framed, len(framed)) == (b"a record's bytes", None)
+    assert unframe(framed[:-1], len(framed))[1] == "the shard ends inside it"
+    assert unframe(framed, len(framed) + 1)[1] == "the shard ends inside it"
+    header = bytearray(framed)
+    header[9] ^= 1  # the length's CRC
+    assert unframe(bytes(header), len(framed)) == (b"", "length CRC mismatch")
+    data = bytearray(framed)
+    data[14] ^= 1  # a data byte
+    assert unframe(bytes(data), len(framed)) == (b"", "data CRC mismatch")
+    longer = (len(framed) - 15).to_bytes(8, "little") + framed[8:]
+    assert unframe(longer, len(framed))[1] == "framing differs from the index"
