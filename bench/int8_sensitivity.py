@@ -79,16 +79,6 @@ def quiet_cells(folder, model) -> dict:
             for case, stats in rows["int8"].items()}
 
 
-def padded(windows: np.ndarray, every: int) -> np.ndarray:
-    """Every `every`-th window starts after 1/8..7/8 of zeros (a short file's padding)."""
-    windows = windows.copy()
-    length = windows.shape[1]
-    for i in range(0, len(windows), every):
-        pad = length * (1 + (i // every) % 7) // 8
-        windows[i] = np.concatenate([np.zeros(pad, windows.dtype), windows[i, :length - pad]])
-    return windows
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -106,7 +96,7 @@ def main(argv=None) -> int:
     from machine import Machine
     here = Machine()
     from export import acceptance
-    from export.calibration import read_calibration, streaming_variety
+    from export.calibration import padded, read_calibration, streaming_variety
     from glat_tf.loading import load_model
     from export.report import read_eval
     from export.tflite import export_tflite
