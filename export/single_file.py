@@ -12,8 +12,9 @@ MediaPipe zero-pads the last window of a recording (and a recording shorter than
 window): the model cannot tell padding from digital silence, so it treats trailing exact
 zeros as padding and tags the audio before them at its own length (at least one crop), as
 the Keras model tags that audio. The graph is GlatModel.__call__ itself (its stages),
-converted with builtin ops only; int8 keeps the frontend, the selection and the sigmoids
-float, as the pair export does.
+converted with builtin ops only; int8 keeps the frontend, the selection, the classifier and
+the sigmoids float, as the pair export does, and also the padding trim, the clip head and
+the fusion (SINGLE_FILE_FLOAT_SCOPES).
 """
 
 from __future__ import annotations
