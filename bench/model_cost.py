@@ -16,108 +16,18 @@ import argparse
 import json
 import os
 import statistics
-import time
 
-import numpy as np
 import tensorflow as tf
 
 from glat_tf import backbones
+# multiply_adds: re-exported for the tests that load this script (bench/ is not a package).
+from train.inference_cost import ms_per_clip, multiply_adds, trainable_params  # noqa: F401
 
 SAMPLE_RATE = 32000
 
 
 def full_size_presets() -> list[str]:
     return [n for n in backbones.names() if not n.endswith(("_tiny", "_small"))]
-
-
-def trainable_params(model) -> int:
-    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-
-
-def forward_timer(model, batch_size: int, samples: int):
-    """A function timing one inference forward pass of `model` (traced and run once here):
-    (wall ms, CPU ms of this process, all threads) per clip."""
-    forward = tf.function(lambda w: model(w, training=False))
-    wave = tf.random.normal([batch_size, samples], stddev=0.1)
-    tf.nest.map_structure(lambda t: t.numpy(), forward(wave))  # trace + first run
-
-    def once() -> tuple[float, float]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        tf.nest.map_structure(lambda t: t.numpy(), forward(wave))
-        return (1000 * (time.perf_counter() - wall) / batch_size,
-                1000 * (time.process_time() - cpu) / batch_size)
-    return once
-
-
-def ms_per_clip(models: dict, batch_size: int, samples: int, repeats: int) -> dict:
-    """{name: ([wall ms], [CPU ms]) per clip} over `repeats` rounds that time every model once
-    in turn, so that a change of load on a shared machine meets all of them alike."""
-    timers = {name: forward_timer(model, batch_size, samples) for name, model in models.items()}
-    runs = {name: ([], []) for name in models}
-    for _ in range(repeats):
-        for name, once in timers.items():
-            for kept, value in zip(runs[name], once()):
-                kept.append(value)
-    return runs
-
-
-def float_ops(function, *specs) -> int:
-    """TensorFlow's profiler count of float operations of `function` on static `specs`
-    (a convolution or matmul counts 2 per multiply-add; the RFFT is not counted)."""
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2)
-    graph = convert_variables_to_constants_v2(
-        tf.function(function).get_concrete_function(*specs)).graph
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    return int(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
-
-
-def multiply_adds(model, samples: int) -> dict:
-    """Multiply-adds (float ops / 2) of one clip of `samples` through a backbone, a
-    Baseline or a GlatModel, by stage: `global` (backbone + head on the clip) and
-    `local` (N crops through the local stream, or N heads on reused global features)."""
-    clip = tf.TensorSpec([1, samples], tf.float32)
-    if not getattr(model, "n_clips", 0):  # a backbone, or the baseline (n_clips 0)
-        net = getattr(model, "backbone", model)
-        return {"global": float_ops(lambda w: net(w, training=False), clip) // 2, "local": 0}
-    features = model.branch_features("global", tf.zeros([1, samples]))
-    out = {"global": float_ops(lambda w: model.global_head(
-        model.branch_features("global", w)), clip) // 2}
-    if getattr(model, "reuse_features", False):
-        starts = tf.zeros([1, model.n_clips], tf.int32)
-        window = model.window_features(features, starts, samples)
-        spec = tf.TensorSpec(window.shape, tf.float32)
-        out["local"] = float_ops(lambda f: model.local_head(f), spec) // 2
-    else:
-        crops = tf.TensorSpec([model.n_clips, model.crop_samples], tf.float32)
-        out["local"] = float_ops(lambda c: model.local_stage(c), crops) // 2
-    return out
-
-
-def saved_model_costs(paths, seconds: float, repeats: int) -> dict:
-    """{path: inference cost} of saved .keras models: ms per clip at batch 1 (median over
-    `repeats` rounds that time every model once in turn, so a load change hits all of them
-    alike) and multiply-adds."""
-    import keras
-    models = {p: keras.saving.load_model(p, compile=False) for p in paths}
-    rows, forwards, times = {}, {}, {p: [] for p in paths}
-    for path, model in models.items():
-        samples = int(round(seconds * model.sample_rate))
-        macs = multiply_adds(model, samples)
-        rows[path] = {"seconds": seconds, "multiply_adds": sum(macs.values()),
-                      "multiply_adds_by_stage": macs, "params": trainable_params(model)}
-        forwards[path] = (tf.function(lambda w, m=model: m(w, training=False)),
-                          tf.random.normal([1, samples], stddev=0.1))
-        tf.nest.map_structure(lambda t: t.numpy(), forwards[path][0](forwards[path][1]))
-    for _ in range(repeats):
-        for path, (forward, wave) in forwards.items():
-            start = time.perf_counter()
-            tf.nest.map_structure(lambda t: t.numpy(), forward(wave))
-            times[path].append(time.perf_counter() - start)
-    for path in paths:
-        rows[path]["ms_per_clip"] = 1000 * statistics.median(times[path])
-    return rows
 
 
 def glat_model(preset, num_classes, n_clips, tau):
@@ -205,22 +115,15 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all)")
     parser.add_argument("--out", default="bench/results/model_cost.json")
     args = parser.parse_args(argv)
+    if args.model:  # one saved model's cost: train/inference_cost.py's command
+        from train import inference_cost
+        return inference_cost.main(["--model", *args.model, "--seconds", str(args.seconds),
+                                    "--repeats", str(args.repeats), "--threads",
+                                    str(args.threads), "--out", args.out])
     tf.get_logger().setLevel("ERROR")  # one tf.function per model and batch: retracing is meant
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    if args.model:
-        missing = [p for p in args.model if not os.path.exists(p)]
-        if missing:
-            parser.error(f"--model {missing[0]}: no such file")
-        rows = saved_model_costs(args.model, args.seconds, args.repeats)
-        for row in rows.values():
-            row["threads"], row["load_average_1min"] = args.threads, os.getloadavg()[0]
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(rows if len(rows) > 1 else {"model": args.model[0], **rows[args.model[0]]},
-                      f, indent=1)
-        print(json.dumps(rows))
-        return 0
     presets = args.presets or full_size_presets()
     unknown = sorted(set(presets) - set(backbones.names()))
     if unknown:

@@ -24,16 +24,16 @@ def main(argv=None) -> int:
     here = Machine()
     if not os.path.exists(args.model):
         parser.error(f"--model {args.model}: no such file")
-    import keras
     import numpy as np
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from glat_tf.data import pipeline
+    from glat_tf.loading import load_model
     from train.evaluate import predict, score_streams
 
-    model = keras.saving.load_model(args.model, compile=False)
+    model = load_model(args.model)
     if not getattr(model, "reuse_features", False):
         print(f"reuse_gap: error: {args.model} is not a reuse_features model", file=sys.stderr)
         return 2

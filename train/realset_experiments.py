@@ -13,7 +13,7 @@ Every run is one glat-fit process at a time on one TensorFlow thread (train/time
 measures its training CPU-seconds), keeps the checkpoint with the best val mAP (val: clips
 mixed from the train recordings) and is scored on eval with glat-eval --strong-labels.
 Inference cost per clip (ms at batch 1 on one thread, multiply-adds) is measured on each
-row's seed-0 model by bench/model_cost.py.
+row's seed-0 model by train/inference_cost.py.
 Writes <results>/realset_results.{json,md} and realset_map_vs_{train_cpu,inference}.png.
 """
 
@@ -62,7 +62,7 @@ def run_one(fit: dict, run_dir: str, data: dict, measure_cost: bool) -> dict:
                                           "--no-progress"], log)
         cost_path = os.path.join(run_dir, "inference_cost.json")
         if measure_cost and not os.path.exists(cost_path):
-            subprocess.run([sys.executable, os.path.join(ROOT, "bench", "model_cost.py"),
+            subprocess.run([sys.executable, "-m", "train.inference_cost",
                             "--model", best, "--threads", "1", "--repeats", "7",
                             "--out", cost_path], check=True, stdout=log,
                            stderr=subprocess.STDOUT, cwd=ROOT)

@@ -50,7 +50,7 @@ def text(agg: dict, digits: int = 3) -> str:
 
 
 def interleaved_costs(folder: str) -> dict:
-    """{run name: cost} from <folder>/realset_inference.json, bench/model_cost.py --model over
+    """{run name: cost} from <folder>/realset_inference.json, train/inference_cost.py over
     every row's seed-0 model timed in turn (steadier than the per-run timings on a loaded
     machine); {} when absent."""
     path = os.path.join(folder, "realset_inference.json")

@@ -63,6 +63,7 @@ PROGRAMS = {
     "python -m train.fit": _fit_script,
     "python train/experiments.py": _module_main("train.experiments"),
     "python -m train.realset_experiments": _module_main("train.realset_experiments"),
+    "python -m train.inference_cost": _module_main("train.inference_cost"),
     "python -m edge_runtime.stream": _module_main("edge_runtime.stream"),
     "python -m glat_tf.data.synthetic": _module_main("glat_tf.data.synthetic"),
     "python -m glat_tf.convert.panns": _module_main("glat_tf.convert.panns"),
