@@ -65,10 +65,9 @@ def convert_saved_model(path, *, optimizations=(), representative_dataset=None, 
                            representative_dataset=representative_dataset, int8_ops=int8_ops,
                            supported_types=supported_types)
     if keep_float and representative_dataset is not None:
-        nodes = _scoped_tensors(reference, float_scopes)
-        if float_outputs:
-            nodes += _output_tensors(reference)
-        flatbuffer = _selective_int8(converter, representative_dataset, nodes, float_ops)
+        flatbuffer = _selective_int8(converter, representative_dataset,
+                                     _scoped_tensors(reference, float_scopes, float_outputs),
+                                     float_ops)
     elif keep_float:
         flatbuffer = restore_float_constants(converter.convert(), reference, float_scopes,
                                              float_ops)
@@ -101,17 +100,16 @@ def _in_scopes(name: str, scopes) -> bool:
     return any(scope in parts for scope in scopes)
 
 
-def _scoped_tensors(flatbuffer: bytes, scopes) -> list[str]:
-    """Names of the tensors that ops inside `scopes` output (the deny list's node names)."""
+def _scoped_tensors(flatbuffer: bytes, scopes, outputs: bool = False) -> list[str]:
+    """Names of the tensors that ops inside `scopes` output (the deny list's node names);
+    with `outputs` also the signature's outputs (their ops carry the output's name)."""
     interpreter = _interpreter(flatbuffer)
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-    return sorted({names[i] for op in interpreter._get_ops_details() for i in op["outputs"]
-                   if _in_scopes(names[i], scopes)})
-
-
-def _output_tensors(flatbuffer: bytes) -> list[str]:
-    interpreter = _interpreter(flatbuffer)
-    return [t["name"] for t in interpreter.get_output_details()]
+    found = {names[i] for op in interpreter._get_ops_details() for i in op["outputs"]
+             if _in_scopes(names[i], scopes)}
+    if outputs:
+        found |= {t["name"] for t in interpreter.get_output_details()}
+    return sorted(found)
 
 
 def _selective_int8(converter, representative_dataset, float_nodes, float_ops) -> bytes:
